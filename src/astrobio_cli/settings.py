@@ -75,6 +75,9 @@ class SourceSettings(BaseModel):
     timeout: PositiveFloat = Field(30.0, description="seconds for connect and each read")
     rate_limit: PositiveFloat | None = Field(None, description="requests per second")
     retries: int = Field(5, ge=0, le=20, description="retries on connection errors, 429 and 5xx")
+    backoff: PositiveFloat = Field(
+        1.0, description="seconds before the first retry (doubles each retry, with jitter)"
+    )
 
 
 class AttentionSettings(BaseModel):
