@@ -48,7 +48,9 @@ def torch_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "installed": True,
         "version": torch.__version__,
-        "build": f"CUDA {cuda_build}" if cuda_build else ("ROCm " + str(torch.version.hip) if torch.version.hip else "CPU"),
+        "build": f"CUDA {cuda_build}"
+        if cuda_build
+        else ("ROCm " + str(torch.version.hip) if torch.version.hip else "CPU"),
         "cuda_available": False,
         "accelerators": [],
         "threads": torch.get_num_threads(),
@@ -78,7 +80,11 @@ def native_info() -> dict[str, Any]:
         from astrobio_cli import _native
     except ImportError as exc:
         return {"present": False, "error": str(exc)}
-    return {"present": True, "version": _native.__version__, "build_profile": _native.build_profile()}
+    return {
+        "present": True,
+        "version": _native.__version__,
+        "build_profile": _native.build_profile(),
+    }
 
 
 def collect(host=None) -> dict[str, Any]:
@@ -90,8 +96,16 @@ def collect(host=None) -> dict[str, Any]:
     mem = memory_bytes()
     report: dict[str, Any] = {
         "astrobio": __version__,
-        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(), "executable": sys.executable},
-        "platform": {"system": platform.system(), "release": platform.release(), "machine": platform.machine()},
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+        },
         "cpu": {"cores": os.cpu_count(), "memory_gb": round(mem / 2**30, 1) if mem else None},
         "torch": torch_info(),
         "libraries": {name: dist_version(dist) or "not installed" for name, dist in LIBRARIES},

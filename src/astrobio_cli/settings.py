@@ -96,7 +96,9 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    data_dir: Path = Field(default_factory=_default_data_dir, description="fetched and generated data")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="fetched and generated data"
+    )
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="download cache")
     runs_dir: Path = Field(Path("runs"), description="training runs (relative to the working dir)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -171,7 +173,11 @@ def load_settings(
     if config_path is not None:
         path, origin, explicit = Path(config_path).expanduser(), "flag --config", True
     elif os.environ.get(CONFIG_ENV):
-        path, origin, explicit = Path(os.environ[CONFIG_ENV]).expanduser(), f"env {CONFIG_ENV}", True
+        path, origin, explicit = (
+            Path(os.environ[CONFIG_ENV]).expanduser(),
+            f"env {CONFIG_ENV}",
+            True,
+        )
     else:
         path, origin, explicit = default_config_path(), "default", False
 

@@ -64,23 +64,40 @@ def build_app(host=None) -> typer.Typer:
     def root(
         version: Annotated[
             bool,
-            typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
+            typer.Option(
+                "--version",
+                callback=_version_callback,
+                is_eager=True,
+                help="Show the version and exit.",
+            ),
         ] = False,
         config: Annotated[
             Path | None,
-            typer.Option("--config", help="Settings file (TOML). Default: ASTROBIO_CONFIG or the user config dir."),
+            typer.Option(
+                "--config",
+                help="Settings file (TOML). Default: ASTROBIO_CONFIG or the user config dir.",
+            ),
         ] = None,
-        data_dir: Annotated[Path | None, typer.Option(help="Where fetched and generated data go.")] = None,
+        data_dir: Annotated[
+            Path | None, typer.Option(help="Where fetched and generated data go.")
+        ] = None,
         cache_dir: Annotated[Path | None, typer.Option(help="Download cache.")] = None,
         runs_dir: Annotated[Path | None, typer.Option(help="Where training runs go.")] = None,
-        log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
+        log_level: Annotated[
+            str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")
+        ] = None,
         debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
     ) -> None:
         global _DEBUG
         _DEBUG = debug
         settings_mod.configure(
             config,
-            {"data_dir": data_dir, "cache_dir": cache_dir, "runs_dir": runs_dir, "log_level": log_level},
+            {
+                "data_dir": data_dir,
+                "cache_dir": cache_dir,
+                "runs_dir": runs_dir,
+                "log_level": log_level,
+            },
         )
 
     if host is not None:
@@ -178,12 +195,17 @@ _DEBUG = False
 def _err(message: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]error:[/] {message}", markup=True
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `astrobio` script."""
-    debug = "--debug" in (argv if argv is not None else sys.argv) or os.environ.get("ASTROBIO_DEBUG") == "1"
+    debug = (
+        "--debug" in (argv if argv is not None else sys.argv)
+        or os.environ.get("ASTROBIO_DEBUG") == "1"
+    )
     try:
         app = build_app()
         app(args=argv, prog_name="astrobio")

@@ -17,7 +17,10 @@ BENCH_MODULES = (
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Benchmarks: timings, throughput and memory, reproducible by command.", no_args_is_help=True)
+    group = typer.Typer(
+        help="Benchmarks: timings, throughput and memory, reproducible by command.",
+        no_args_is_help=True,
+    )
     for dotted in BENCH_MODULES:
         try:
             module = importlib.import_module(dotted)

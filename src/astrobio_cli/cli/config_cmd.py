@@ -22,7 +22,11 @@ def register(app: typer.Typer) -> None:
         rows = settings.effective(ls)
         if as_json:
             out = {
-                "config_file": {"path": str(ls.config_path), "origin": ls.config_origin, "exists": ls.config_exists},
+                "config_file": {
+                    "path": str(ls.config_path),
+                    "origin": ls.config_origin,
+                    "exists": ls.config_exists,
+                },
                 "settings": {r["key"]: {"value": r["value"], "source": r["source"]} for r in rows},
             }
             typer.echo(json.dumps(out, indent=2, default=str))

@@ -10,7 +10,11 @@ import typer
 
 def register(app: typer.Typer) -> None:
     @app.command("env")
-    def env(as_json: Annotated[bool, typer.Option("--json", help="Print JSON (paste it into bug reports).")] = False) -> None:
+    def env(
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print JSON (paste it into bug reports).")
+        ] = False,
+    ) -> None:
         """Python, platform, torch and accelerators, library versions, native extension, settings, plugins."""
         from astrobio_cli import envinfo
         from astrobio_cli.cli import current_host
@@ -41,7 +45,10 @@ def render(report: dict) -> None:
         accs = tor["accelerators"]
         if accs:
             for a in accs:
-                t.add_row(f"cuda:{a['index']}", f"{a['name']}, sm {a['compute_capability']}, {a['memory_gb']} GiB")
+                t.add_row(
+                    f"cuda:{a['index']}",
+                    f"{a['name']}, sm {a['compute_capability']}, {a['memory_gb']} GiB",
+                )
         else:
             t.add_row("accelerators", "none (CPU only)")
     else:
@@ -52,12 +59,17 @@ def render(report: dict) -> None:
     nat = report["native"]
     t.add_row(
         "native extension",
-        f"{nat['version']} ({nat['build_profile']})" if nat["present"] else f"[red]missing[/]: {escape(nat['error'])}",
+        f"{nat['version']} ({nat['build_profile']})"
+        if nat["present"]
+        else f"[red]missing[/]: {escape(nat['error'])}",
     )
     for k, v in report["settings"].items():
         t.add_row(k.replace("_", " "), escape(str(v)))
     c = report["plugins"]
-    t.add_row("plugins", f"{c['available']} available, {c['unavailable']} unavailable, {c['broken']} broken")
+    t.add_row(
+        "plugins",
+        f"{c['available']} available, {c['unavailable']} unavailable, {c['broken']} broken",
+    )
     for b in report["plugins_broken"]:
         t.add_row("  broken", escape(f"{b['name']} ({b['distribution']}): {b['error']}"))
     Console().print(t)

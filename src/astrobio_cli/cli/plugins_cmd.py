@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 
-class KindChoice(str, Enum):
+class KindChoice(StrEnum):
     model = "model"
     data_source = "data-source"
     attention = "attention"
@@ -37,8 +37,11 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table(title="astrobio plugins")
-        for col in ("kind", "name", "status", "distribution", "description"):
-            table.add_column(col)
+        table.add_column("kind", no_wrap=True)
+        table.add_column("name", no_wrap=True, style="bold")
+        table.add_column("status", overflow="fold")
+        table.add_column("distribution", overflow="fold")
+        table.add_column("description", overflow="fold")
         for r in rows:
             style = STATUS_STYLE.get(r["status"], "")
             status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
@@ -50,6 +53,35 @@ def register(app: typer.Typer) -> None:
                 _esc(r["description"]),
             )
         Console().print(table)
+
+    @group.command("show")
+    def show(
+        name: Annotated[str, typer.Argument(help="A registered name, e.g. cube-unet.")],
+        kind: Annotated[KindChoice, typer.Option(help="The kind of plugin.")] = KindChoice.model,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """One registered model, data source or attention backend, with its status."""
+        from astrobio_cli.cli import current_host
+
+        host = current_host()
+        entry = host.entry(kind.value, name)  # unknown names: exit 2 with "did you mean"
+        st = host.status(entry.spec)
+        info = {
+            "kind": kind.value,
+            "name": name,
+            "description": entry.spec.description,
+            "plugin": entry.plugin.name,
+            "module": entry.plugin.module,
+            "distribution": entry.plugin.dist,
+            "version": entry.plugin.version,
+            "status": st.state,
+            "reason": st.reason,
+        }
+        if as_json:
+            typer.echo(json.dumps(info, indent=2))
+            return
+        for k, v in info.items():
+            typer.echo(f"{k:>12}: {v}")
 
     app.add_typer(group, name="plugins")
 
