@@ -1,0 +1,219 @@
+"""Atomic, verified, resumable streaming downloads.
+
+The body streams into a temporary file beside the destination while its sha256 is computed; the
+byte count is checked against Content-Length; an optional `validate(path, response_headers)`
+hook checks the content (HTML instead of data, a TAP error...) before the file is renamed into
+place. A transfer that breaks is retried (see :class:`~astrobio_cli.net.http.HttpClient`) and,
+when bytes had arrived, resumed with `Range: bytes=N-`: a `206` whose Content-Range starts at N is
+appended; anything else starts over. The final path never holds a partial or invalid file, and no
+temporary file outlives the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from astrobio_cli.net.content import check_body
+from astrobio_cli.net.errors import DownloadError
+from astrobio_cli.net.files import temp_path_for
+from astrobio_cli.net.http import HttpClient, Retryable
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+HEAD_BYTES = 65536
+
+
+@dataclass
+class DownloadResult:
+    path: Path
+    url: str  # redacted
+    status: int
+    bytes: int
+    sha256: str
+    headers: dict[str, str] = field(default_factory=dict)  # content-type, etag, last-modified
+    resumed: int = 0  # how many times a Range request continued the transfer
+
+
+def _progress_bar(enabled: bool | None, description: str):
+    """A rich progress bar on stderr, or None when stderr is not a terminal."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+def download(
+    client: HttpClient,
+    path: str,
+    dest: Path | str,
+    *,
+    method: str = "GET",
+    params: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    validate: Callable[[Path, dict[str, str]], None] | None = check_body,
+    expected_sha256: str | None = None,
+    resume: bool = True,
+    progress: bool | None = None,
+    what: str | None = None,
+) -> DownloadResult:
+    """Stream `path` (relative to the client's base URL, or absolute) to `dest`.
+
+    validate(tmp_path, headers): raise (e.g. ContentError) to reject the body; the default rejects
+        HTML pages and TAP error documents. Pass None to skip.
+    expected_sha256: when known, a mismatch is a DownloadError.
+    progress: True/False, or None for "when stderr is a terminal".
+    """
+    if validate is check_body:
+        validate = _default_validate(client)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(dest)
+    url = client.url(path)
+    shown = client.full_url(path, params if method == "GET" else None)
+    what = what or f"{method} {shown}"
+    base_headers = {"Accept-Encoding": "identity", **dict(headers or {})}
+    st: dict[str, Any] = {"received": 0, "sha": hashlib.sha256(), "validator": None, "resumed": 0}
+    bar = _progress_bar(progress, f"{client.source}")
+
+    def restart() -> None:
+        st["received"], st["sha"] = 0, hashlib.sha256()
+        with open(tmp, "wb"):
+            pass
+
+    def once(_attempt: int) -> DownloadResult:
+        hdrs = dict(base_headers)
+        offset = st["received"]
+        if offset and resume:
+            hdrs["Range"] = f"bytes={offset}-"
+            if st["validator"]:
+                hdrs["If-Range"] = st["validator"]
+        elif offset:
+            restart()
+            offset = 0
+        with client.stream(
+            method,
+            url,
+            params=client.params_with_key(params) or None,
+            data=dict(data) if data is not None else None,
+            headers=hdrs,
+        ) as r:
+            client.check_status(r, what)
+            encoded = r.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+            length = r.headers.get("content-length")
+            total = int(length) if length and length.isdigit() and not encoded else None
+            if offset and r.status_code == 206:
+                m = _CONTENT_RANGE.match(r.headers.get("content-range", ""))
+                if m is None or int(m.group(1)) != offset:
+                    # The server sent some other range: drop what we have, ask for everything.
+                    restart()
+                    raise Retryable(
+                        f"bad Content-Range {r.headers.get('content-range')!r} for a resume "
+                        f"at byte {offset}"
+                    )
+                st["resumed"] += 1
+                if total is not None:
+                    total += offset
+            elif offset:  # 200: the server ignored Range; start over with this body
+                restart()
+                offset = 0
+            elif r.status_code == 206:
+                raise DownloadError(f"{what}: the server sent 206 Partial Content unasked")
+            st["validator"] = r.headers.get("etag") or r.headers.get("last-modified")
+            task = None
+            if bar is not None:
+                bar.start()
+                task = bar.add_task(client.source, total=total, completed=offset)
+            chunks = r.iter_bytes() if encoded else r.iter_raw()
+            with open(tmp, "ab" if offset else "wb") as fh:
+                try:
+                    for chunk in chunks:
+                        fh.write(chunk)
+                        st["sha"].update(chunk)
+                        st["received"] += len(chunk)
+                        if task is not None:
+                            bar.update(task, completed=st["received"])
+                except httpx.TransportError as exc:
+                    raise Retryable(
+                        _short(st["received"], total) + f" ({exc or type(exc).__name__})"
+                    ) from None
+                finally:
+                    fh.flush()
+                    if task is not None:
+                        bar.remove_task(task)
+                os.fsync(fh.fileno())
+            if total is not None and st["received"] != total:
+                raise Retryable(_short(st["received"], total))
+            keep = ("content-type", "etag", "last-modified", "content-length")
+            return DownloadResult(
+                dest,
+                shown,
+                r.status_code if not st["resumed"] else 200,
+                st["received"],
+                "",
+                {k: r.headers[k] for k in keep if k in r.headers},
+                st["resumed"],
+            )
+
+    try:
+        try:
+            result = client.with_retries(what, once)
+        finally:
+            if bar is not None:
+                bar.stop()
+        digest = st["sha"].hexdigest()
+        if expected_sha256 and digest != expected_sha256.lower():
+            raise DownloadError(
+                f"{what}: sha256 {digest} does not match the expected {expected_sha256}"
+            )
+        if validate is not None:
+            validate(tmp, result.headers)
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    result.sha256 = digest
+    return result
+
+
+def _short(received: int, total: int | None) -> str:
+    if total is None:
+        return f"the connection broke after {received} bytes"
+    return f"body shorter than Content-Length ({received} of {total} bytes)"
+
+
+def _default_validate(client: HttpClient) -> Callable[[Path, dict[str, str]], None]:
+    def validate(tmp: Path, headers: dict[str, str]) -> None:
+        with open(tmp, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+        check_body(head, what=f"{client.host}", content_type=headers.get("content-type", ""))
+
+    return validate

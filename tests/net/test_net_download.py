@@ -1,0 +1,242 @@
+"""Downloads against a real loopback server with injected faults.
+
+Every failing case asserts the final path holds nothing and no temporary file is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from httpserver import Reply
+
+from astrobio_cli import __version__
+from astrobio_cli.net.errors import ContentError, NetworkError, OfflineError
+from astrobio_cli.net.http import HttpClient, RetryPolicy, parse_retry_after
+
+BODY = b"pl_name,pl_rade\n" + b"".join(b'"planet %d",%d.5\n' % (i, i) for i in range(400))
+
+
+def _nothing_left(dest):
+    assert not dest.exists(), "a file was left at the final path"
+    leftovers = list(dest.parent.iterdir())
+    assert leftovers == [], f"temporary files left behind: {leftovers}"
+
+
+def test_plain_download_checks_length_and_sha(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(200, BODY))
+    dest = tmp_path / "out" / "data.csv"
+    res = make_client().download("data", dest)
+    assert dest.read_bytes() == BODY
+    assert res.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert res.bytes == len(BODY)
+    assert res.status == 200
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["data.csv"]
+    assert loopback.hits("/data")[0].headers["user-agent"] == f"astrobio/{__version__}"
+
+
+def test_503_then_200(loopback, make_client, sleeps, tmp_path):
+    loopback.route("GET", "/data", Reply(503, b"busy"), Reply(200, BODY))
+    dest = tmp_path / "d" / "data.csv"
+    make_client().download("data", dest)
+    assert dest.read_bytes() == BODY
+    assert len(loopback.hits("/data")) == 2
+    assert len(sleeps) == 1
+
+
+def test_503_forever_fails_and_leaves_nothing(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(503, b"<html><title>Service Unavailable</title></html>"))
+    dest = tmp_path / "d" / "data.csv"
+    with pytest.raises(NetworkError, match=r"HTTP 503.*Service Unavailable.*4 attempts"):
+        make_client().download("data", dest)
+    assert len(loopback.hits("/data")) == 4
+    _nothing_left(dest)
+
+
+def test_429_honours_retry_after(loopback, make_client, sleeps, tmp_path):
+    loopback.route("GET", "/data", Reply(429, headers={"Retry-After": "7"}), Reply(200, BODY))
+    dest = tmp_path / "d" / "data.csv"
+    make_client().download("data", dest)
+    assert sleeps == [7.0]  # the server's wait, not the client's tiny backoff
+    assert dest.read_bytes() == BODY
+
+
+def test_429_forever_leaves_nothing(loopback, make_client, sleeps, tmp_path):
+    loopback.route("GET", "/data", Reply(429, b"slow down", headers={"Retry-After": "2"}))
+    dest = tmp_path / "d" / "data.csv"
+    with pytest.raises(NetworkError, match="HTTP 429"):
+        make_client().download("data", dest)
+    assert sleeps == [2.0, 2.0, 2.0]
+    _nothing_left(dest)
+
+
+def test_retry_after_http_date():
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412480.0) == 30.0
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after("soon") is None
+
+
+def test_backoff_grows_with_jitter_and_is_capped():
+    p = RetryPolicy(backoff=1.0, max_backoff=5.0)
+    for attempt, base in [(0, 1.0), (1, 2.0), (2, 4.0)]:
+        for _ in range(20):
+            assert min(0.5 * base, 5.0) <= p.wait(attempt) <= min(1.5 * base, 5.0)
+    assert p.wait(10) == 5.0
+
+
+def test_connection_reset_mid_body_then_ok(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(200, BODY, send_bytes=1000, reset=True), Reply(200, BODY))
+    dest = tmp_path / "d" / "data.csv"
+    res = make_client().download("data", dest)
+    assert dest.read_bytes() == BODY
+    assert res.sha256 == hashlib.sha256(BODY).hexdigest()
+
+
+def test_connection_reset_every_time_leaves_nothing(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(200, BODY, send_bytes=1000, reset=True))
+    dest = tmp_path / "d" / "data.csv"
+    with pytest.raises(NetworkError, match=r"127\.0\.0\.1"):
+        make_client().download("data", dest)
+    _nothing_left(dest)
+
+
+def test_body_shorter_than_content_length(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(200, BODY, send_bytes=500))
+    dest = tmp_path / "d" / "data.csv"
+    with pytest.raises(
+        NetworkError, match=rf"shorter than Content-Length \(500 of {len(BODY)} bytes"
+    ):
+        make_client().download("data", dest)
+    _nothing_left(dest)
+
+
+def test_html_with_200_quotes_the_page(loopback, make_client, tmp_path):
+    page = b"<!DOCTYPE html><html><head><title>Scheduled maintenance</title></head></html>"
+    loopback.route("GET", "/data", Reply(200, page, content_type="text/html"))
+    dest = tmp_path / "d" / "data.csv"
+    with pytest.raises(ContentError, match=r"HTML page.*Scheduled maintenance"):
+        make_client().download("data", dest)
+    _nothing_left(dest)
+
+
+TAP_ERROR = b"""<?xml version="1.0" encoding="UTF-8"?>
+<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">
+<RESOURCE type="results">
+<INFO name="QUERY_STATUS" value="ERROR">
+ORA-00904: "PL_RADEE": invalid identifier
+</INFO>
+</RESOURCE>
+</VOTABLE>
+"""
+
+
+def test_tap_error_document_with_200(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(200, TAP_ERROR, content_type="text/xml"))
+    dest = tmp_path / "d" / "data.csv"
+    with pytest.raises(ContentError, match=r'reported an error: ORA-00904: "PL_RADEE": invalid'):
+        make_client().download("data", dest)
+    assert len(loopback.hits("/data")) == 1  # a content error is not retried
+    _nothing_left(dest)
+
+
+def test_tap_error_with_400_quotes_the_server(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(400, TAP_ERROR, content_type="text/xml"))
+    dest = tmp_path / "d" / "data.csv"
+    with pytest.raises(NetworkError, match=r"HTTP 400 Bad Request: ORA-00904"):
+        make_client().download("data", dest)
+    _nothing_left(dest)
+
+
+def test_server_slower_than_timeout(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(200, BODY, delay=1.0))
+    dest = tmp_path / "d" / "data.csv"
+    client = make_client(timeout=0.2, retry=RetryPolicy(retries=1, backoff=0.01))
+    with pytest.raises(NetworkError, match=r"timed out after 0.2 s"):
+        client.download("data", dest)
+    _nothing_left(dest)
+
+
+def test_resume_with_range(loopback, make_client, tmp_path):
+    loopback.route(
+        "GET",
+        "/data",
+        Reply(200, BODY, send_bytes=3000, ranges=True),
+        Reply(200, BODY, ranges=True),
+    )
+    dest = tmp_path / "d" / "data.csv"
+    res = make_client().download("data", dest)
+    first, second = loopback.hits("/data")
+    assert "range" not in first.headers
+    assert second.headers["range"] == "bytes=3000-"
+    assert res.resumed == 1
+    assert dest.read_bytes() == BODY
+    assert res.sha256 == hashlib.sha256(BODY).hexdigest()
+    assert list(dest.parent.iterdir()) == [dest]
+
+
+def test_resume_starts_over_when_range_is_ignored(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(200, BODY, send_bytes=3000), Reply(200, BODY))
+    dest = tmp_path / "d" / "data.csv"
+    res = make_client().download("data", dest)
+    assert loopback.hits("/data")[1].headers["range"] == "bytes=3000-"  # asked, got a 200
+    assert res.resumed == 0
+    assert dest.read_bytes() == BODY
+
+
+def test_resume_starts_over_on_wrong_content_range(loopback, make_client, tmp_path):
+    loopback.route(
+        "GET",
+        "/data",
+        Reply(200, BODY, send_bytes=3000, ranges=True),
+        Reply(200, BODY, ranges=True, bad_range=True),
+        Reply(200, BODY, ranges=True),
+    )
+    dest = tmp_path / "d" / "data.csv"
+    make_client().download("data", dest)
+    hits = loopback.hits("/data")
+    assert len(hits) == 3 and "range" not in hits[2].headers
+    assert dest.read_bytes() == BODY
+
+
+def test_offline_names_the_host(tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    dest = tmp_path / "d" / "data.csv"
+    client = HttpClient(
+        "x", base_url=f"http://127.0.0.1:{port}", retry=RetryPolicy(retries=1), sleep=lambda s: None
+    )
+    with client, pytest.raises(OfflineError, match=rf"cannot connect.*host 127.0.0.1:{port}"):
+        client.download("data", dest)
+    _nothing_left(dest)
+
+
+def test_api_key_is_sent_but_never_shown(loopback, make_client, tmp_path):
+    loopback.route("GET", "/data", Reply(403, b"bad key sekrit-123 for /data?api_key=sekrit-123"))
+    client = make_client(api_key="sekrit-123", api_key_param="api_key")
+    dest = tmp_path / "d" / "data.csv"
+    with pytest.raises(NetworkError) as info:
+        client.download("data", dest, params={"q": "x"})
+    assert loopback.hits("/data")[0].query["api_key"] == ["sekrit-123"]
+    assert "sekrit" not in str(info.value)
+    assert "***" in str(info.value)
+    assert "sekrit" not in client.full_url("data", {"q": "x"})
+
+
+def test_rate_limit_spaces_requests():
+    from astrobio_cli.net.http import RateLimiter
+
+    now = [100.0]
+    waits = []
+
+    def sleep(s):
+        waits.append(s)
+        now[0] += s
+
+    lim = RateLimiter(4.0, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        lim.acquire()
+    assert waits == pytest.approx([0.25, 0.25, 0.25, 0.25])
