@@ -7,3 +7,33 @@ This module is imported by `astrobio --help`: keep heavy imports inside factorie
 from astrobio_cli.hookspecs import hookimpl
 
 __all__ = ["hookimpl"]
+
+
+# -- synthetic-climate (offline generator) -----------------------------------------------------
+
+
+def _synthetic_climate_source():
+    from astrobio_data_sources.synthetic_climate import SyntheticClimate
+
+    return SyntheticClimate()
+
+
+def _synthetic_climate_command():
+    from astrobio_data_sources.synthetic_climate_cli import fetch_synthetic_climate
+
+    return fetch_synthetic_climate
+
+
+@hookimpl(specname="register_data_sources")
+def register_synthetic_climate(register):
+    from astrobio_cli.specs import DataSourceSpec
+
+    register(
+        DataSourceSpec(
+            name="synthetic-climate",
+            description="Planetary climate datacubes from an energy-balance model, offline.",
+            factory=_synthetic_climate_source,
+            command=_synthetic_climate_command,
+            offline=True,
+        )
+    )
