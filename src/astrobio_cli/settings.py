@@ -41,6 +41,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
+from astrobio_cli import _state
 from astrobio_cli.errors import SettingsError
 
 ENV_PREFIX = "ASTROBIO_"
@@ -84,6 +85,7 @@ class AttentionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backend: str = Field("auto", description="'auto' or a backend name to force")
+    window: PositiveInt = Field(256, description="keys per query of the sliding-window backend")
 
 
 class Settings(BaseSettings):
@@ -241,24 +243,16 @@ def _describe(exc: ValidationError, merged: dict[str, Any], origins: dict[str, s
 
 # -- the process-wide settings, configured by the root command's flags -------------------------
 
-_config_path: Path | None = None
-_flags: dict[str, Any] = {}
-_loaded: LoadedSettings | None = None
-
 
 def configure(config_path: Path | str | None = None, flags: dict[str, Any] | None = None) -> None:
     """Set the command-line layer; settings are (re)read on next use."""
-    global _config_path, _flags, _loaded
-    _config_path = Path(config_path) if config_path is not None else None
-    _flags = dict(flags or {})
-    _loaded = None
+    _state.configure(config_path, flags)
 
 
 def loaded() -> LoadedSettings:
-    global _loaded
-    if _loaded is None:
-        _loaded = load_settings(_config_path, _flags)
-    return _loaded
+    if _state.loaded is None:
+        _state.loaded = load_settings(_state.config_path, _state.flags)
+    return _state.loaded
 
 
 def get_settings() -> Settings:

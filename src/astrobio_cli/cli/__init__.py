@@ -45,8 +45,8 @@ def _version_callback(value: bool) -> None:
 
 def build_app(host=None) -> typer.Typer:
     """Build the command-line app. `host` is a PluginHost (default: the installed plugins)."""
+    from astrobio_cli import _state
     from astrobio_cli import plugins as plugin_host
-    from astrobio_cli import settings as settings_mod
 
     app = typer.Typer(
         name="astrobio",
@@ -57,7 +57,7 @@ def build_app(host=None) -> typer.Typer:
         pretty_exceptions_enable=False,
         cls=AstrobioGroup,
         context_settings=CONTEXT_SETTINGS,
-        rich_markup_mode="rich",
+        rich_markup_mode=None,
     )
 
     @app.callback()
@@ -90,7 +90,7 @@ def build_app(host=None) -> typer.Typer:
     ) -> None:
         global _DEBUG
         _DEBUG = debug
-        settings_mod.configure(
+        _state.configure(
             config,
             {
                 "data_dir": data_dir,
