@@ -50,6 +50,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    raw_path: str = ""  # the request target exactly as sent (path?query)
 
     @property
     def form(self) -> dict[str, list[str]]:
@@ -90,6 +91,7 @@ class LoopbackServer:
                     parse_qs(parts.query, keep_blank_values=True),
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
+                    self.path,
                 )
                 reply = server._reply_for(req)
                 server._send(self, req, reply)

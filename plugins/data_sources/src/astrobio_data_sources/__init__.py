@@ -37,3 +37,32 @@ def register_synthetic_climate(register):
             offline=True,
         )
     )
+
+
+# -- nasa-exoplanet (NASA Exoplanet Archive, TAP) ----------------------------------------------
+
+
+def _nasa_exoplanet_source():
+    from astrobio_data_sources.nasa_exoplanet import NasaExoplanetArchive
+
+    return NasaExoplanetArchive()
+
+
+def _nasa_exoplanet_command():
+    from astrobio_data_sources.nasa_exoplanet_cli import fetch_nasa_exoplanet
+
+    return fetch_nasa_exoplanet
+
+
+@hookimpl(specname="register_data_sources")
+def register_nasa_exoplanet(register):
+    from astrobio_cli.specs import DataSourceSpec
+
+    register(
+        DataSourceSpec(
+            name="nasa-exoplanet",
+            description="NASA Exoplanet Archive (TAP): planets and host stars as typed Parquet.",
+            factory=_nasa_exoplanet_source,
+            command=_nasa_exoplanet_command,
+        )
+    )
