@@ -1,0 +1,100 @@
+"""`astrobio cache list|verify|clean`: look after the download cache (settings.cache_dir)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(
+        help="The download cache: list entries, verify checksums, clean.", no_args_is_help=True
+    )
+    group.command("list")(cache_list)
+    group.command("verify")(cache_verify)
+    group.command("clean")(cache_clean)
+    app.add_typer(group, name="cache")
+
+
+SourceOpt = Annotated[str | None, typer.Option("--source", help="Only this data source.")]
+
+
+def _cache():
+    from astrobio_cli.net.cache import Cache
+
+    return Cache.from_settings()
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(soft_wrap=True, highlight=False)
+
+
+def cache_list(source: SourceOpt = None) -> None:
+    """List cached downloads: source, size, age, state and the request."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from astrobio_cli.net.cache import human_age
+
+    cache = _cache()
+    entries = list(cache.entries(source))
+    console = _console()
+    if not entries:
+        console.print(f"the cache at {escape(str(cache.root))} is empty")
+        return
+    t = Table(title=f"cache: {escape(str(cache.root))}", title_justify="left")
+    for col in ("source", "key", "bytes", "age", "state"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("request", overflow="ellipsis", no_wrap=True)
+    for e in entries:
+        req = e.record.get("request", {})
+        what = str(req.get("query") or e.record.get("url", ""))
+        state = "[red]corrupt[/]" if e.corrupt else "ok"
+        t.add_row(e.source, e.key[:12], str(e.bytes), human_age(e.age_s), state, escape(what))
+    console.print(t)
+    total = sum(e.bytes for e in entries)
+    console.print(f"{len(entries)} entries, {total} bytes")
+
+
+def cache_verify(source: SourceOpt = None) -> None:
+    """Recompute every checksum; mark mismatches corrupt (they are fetched again on next use).
+
+    Exits 1 when a corrupt entry was found.
+    """
+    from rich.markup import escape
+
+    results = _cache().verify(source)
+    console = _console()
+    bad = [(e, p) for e, p in results if p]
+    for e, problem in bad:
+        console.print(
+            f"[red]corrupt[/] {e.source} {e.key[:12]} {escape(str(e.body))}: {escape(problem)}"
+        )
+    console.print(
+        f"verified {len(results)} entries: {len(results) - len(bad)} ok, {len(bad)} corrupt"
+        + (" (marked; they will be downloaded again on next use)" if bad else "")
+    )
+    if bad:
+        raise typer.Exit(1)
+
+
+def cache_clean(
+    source: SourceOpt = None,
+    corrupt: Annotated[
+        bool, typer.Option("--corrupt", help="Only entries marked corrupt.")
+    ] = False,
+    older_than: Annotated[
+        float | None, typer.Option(help="Only entries older than this many days.", min=0)
+    ] = None,
+) -> None:
+    """Remove cached downloads (all, or those selected by the options)."""
+    removed = _cache().clean(
+        source,
+        corrupt_only=corrupt,
+        older_than_s=older_than * 86400 if older_than is not None else None,
+    )
+    total = sum(e.bytes for e in removed)
+    _console().print(f"removed {len(removed)} entries ({total} bytes)")
