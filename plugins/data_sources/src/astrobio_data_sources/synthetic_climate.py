@@ -489,7 +489,9 @@ def write(ds: Any, out: Path, fmt: Format = "netcdf") -> Path:
             ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
             os.replace(tmp, out)
         elif fmt == "zarr":
-            ds.to_zarr(tmp, mode="w", consolidated=False)
+            # Zarr format 2 with consolidated metadata: readable by zarr 2 and 3 and by
+            # `xarray.open_zarr` without warnings (v3 has no consolidated metadata yet).
+            ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
             _replace_dir(tmp, out)
         else:
             from astrobio_cli.errors import UsageError
