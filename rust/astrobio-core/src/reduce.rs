@@ -85,7 +85,9 @@ mod tests {
 
     #[test]
     fn merge_equals_serial_pass() {
-        let xs: Vec<f64> = (0..257).map(|i| ((i * 37) % 101) as f64 * 0.5 - 7.0).collect();
+        let xs: Vec<f64> = (0..257)
+            .map(|i| ((i * 37) % 101) as f64 * 0.5 - 7.0)
+            .collect();
         let mut serial = Moments::EMPTY;
         xs.iter().for_each(|&x| serial.push(x));
         let (a, b) = xs.split_at(100);

@@ -1,0 +1,311 @@
+//! Tiles of `(lev, lat, lon)` with stride and padding, periodic in longitude, optionally fused
+//! with normalisation and NaN filling (the pipeline's single write pass).
+//!
+//! Output layout: `(samples, tiles, var, lev_size, lat_size, lon_size)` with tiles ordered
+//! `(lev tile, lat tile, lon tile)`. Latitude is padded with `lat_pad` rows on both sides
+//! (padding counts as missing data); longitude wraps, so there are `ceil(lon / lon_stride)` lon
+//! tiles and the last ones cross the date line.
+
+use rayon::prelude::*;
+
+use crate::cube::{err, CubeError, Dims};
+use crate::elem::Elem;
+use crate::normalize::Affine;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchSpec {
+    /// Levels per tile; 0 takes all levels.
+    pub lev: usize,
+    pub lev_stride: usize,
+    pub lat: usize,
+    pub lon: usize,
+    pub lat_stride: usize,
+    pub lon_stride: usize,
+    pub lat_pad: usize,
+}
+
+/// How many tiles fit along each axis, and the size of a tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchGrid {
+    pub lev_tiles: usize,
+    pub lat_tiles: usize,
+    pub lon_tiles: usize,
+    pub lev_size: usize,
+}
+
+impl PatchGrid {
+    pub fn tiles(&self) -> usize {
+        self.lev_tiles * self.lat_tiles * self.lon_tiles
+    }
+}
+
+impl PatchSpec {
+    pub fn grid(&self, dims: &Dims) -> Result<PatchGrid, CubeError> {
+        if self.lat == 0 || self.lon == 0 || self.lat_stride == 0 || self.lon_stride == 0 {
+            return err("patch sizes and strides must be >= 1");
+        }
+        let lev_size = if self.lev == 0 { dims.levs } else { self.lev };
+        if lev_size > dims.levs || (self.lev != 0 && self.lev_stride == 0) {
+            return err(format!(
+                "level tiles of {lev_size} (stride {}) do not fit {} levels",
+                self.lev_stride, dims.levs
+            ));
+        }
+        let padded = dims.lats + 2 * self.lat_pad;
+        if self.lat > padded {
+            return err(format!(
+                "patch of {} latitudes does not fit {} latitudes plus {} padding rows each side",
+                self.lat, dims.lats, self.lat_pad
+            ));
+        }
+        if self.lon > dims.lons {
+            return err(format!(
+                "patch of {} longitudes is wider than the {} longitudes of the grid",
+                self.lon, dims.lons
+            ));
+        }
+        let lev_tiles = if self.lev == 0 || dims.levs == 0 {
+            1
+        } else {
+            (dims.levs - lev_size) / self.lev_stride + 1
+        };
+        Ok(PatchGrid {
+            lev_tiles,
+            lat_tiles: (padded - self.lat) / self.lat_stride + 1,
+            lon_tiles: dims.lons.div_ceil(self.lon_stride),
+            lev_size,
+        })
+    }
+
+    /// Output length for `dims`.
+    pub fn out_len(&self, dims: &Dims) -> Result<usize, CubeError> {
+        let g = self.grid(dims)?;
+        [g.tiles(), dims.vars, g.lev_size, self.lat, self.lon]
+            .iter()
+            .try_fold(dims.samples, |a, &d| a.checked_mul(d))
+            .map_or_else(|| err("patch output is too large"), Ok)
+    }
+}
+
+/// Cuts `data` into tiles, writing `out` (see the module docs for the layout).
+///
+/// With `params`, each element goes through its variable's [`Affine`] (normalise + fill) and
+/// padding is treated as NaN input; without, elements are copied and padding is `pad_value`.
+/// `mask`, when given, is true where the input was a real, non-NaN value.
+pub fn patches<T: Elem>(
+    data: &[T],
+    dims: Dims,
+    spec: PatchSpec,
+    params: Option<&[Affine]>,
+    pad_value: T,
+    out: &mut [T],
+    mask: Option<&mut [bool]>,
+) -> Result<(), CubeError> {
+    dims.check("data", data.len())?;
+    let g = spec.grid(&dims)?;
+    let want = spec.out_len(&dims)?;
+    if out.len() != want {
+        return err(format!(
+            "out has {} elements, the patches need {want}",
+            out.len()
+        ));
+    }
+    if let Some(p) = params {
+        if p.len() != dims.vars {
+            return err(format!(
+                "stats have {} variables but data has {}",
+                p.len(),
+                dims.vars
+            ));
+        }
+    }
+    if want == 0 {
+        return Ok(());
+    }
+    let tile = spec.lat * spec.lon;
+    let one = |q: usize, o: &mut [T], m: Option<&mut [bool]>| {
+        tile_plane(data, &dims, &spec, &g, params, pad_value, q, o, m)
+    };
+    match mask {
+        None => out
+            .par_chunks_mut(tile)
+            .enumerate()
+            .with_min_len(16)
+            .for_each(|(q, o)| one(q, o, None)),
+        Some(mask) => {
+            if mask.len() != want {
+                return err(format!(
+                    "mask has {} elements, the patches need {want}",
+                    mask.len()
+                ));
+            }
+            out.par_chunks_mut(tile)
+                .zip(mask.par_chunks_mut(tile))
+                .enumerate()
+                .with_min_len(16)
+                .for_each(|(q, (o, m))| one(q, o, Some(m)))
+        }
+    }
+    Ok(())
+}
+
+/// Fills output plane `q` (one tile of one level of one variable of one sample).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn tile_plane<T: Elem>(
+    data: &[T],
+    dims: &Dims,
+    spec: &PatchSpec,
+    g: &PatchGrid,
+    params: Option<&[Affine]>,
+    pad_value: T,
+    q: usize,
+    out: &mut [T],
+    mut mask: Option<&mut [bool]>,
+) {
+    // q = ((((s * tiles + t) * vars + v) * lev_size) + l)
+    let l = q % g.lev_size;
+    let r = q / g.lev_size;
+    let v = r % dims.vars;
+    let r = r / dims.vars;
+    let t = r % g.tiles();
+    let s = r / g.tiles();
+    let xt = t % g.lon_tiles;
+    let yt = (t / g.lon_tiles) % g.lat_tiles;
+    let lt = t / (g.lon_tiles * g.lat_tiles);
+    let lev = lt * spec.lev_stride + l;
+    let plane = ((s * dims.vars + v) * dims.levs + lev) * dims.plane();
+    let x0 = xt * spec.lon_stride;
+    let p = params.map(|p| p[v]);
+    for row in 0..spec.lat {
+        let o = &mut out[row * spec.lon..(row + 1) * spec.lon];
+        let mut m = mask
+            .as_deref_mut()
+            .map(|m| &mut m[row * spec.lon..(row + 1) * spec.lon]);
+        let y = (yt * spec.lat_stride + row) as isize - spec.lat_pad as isize;
+        if y < 0 || y >= dims.lats as isize {
+            let pad = p.map_or(pad_value, |p| T::from_f64(p.fill));
+            o.fill(pad);
+            if let Some(m) = m.as_deref_mut() {
+                m.fill(false);
+            }
+            continue;
+        }
+        let src = &data[plane + y as usize * dims.lons..plane + (y as usize + 1) * dims.lons];
+        // Longitude wraps at most once because lon <= lons.
+        let first = spec.lon.min(dims.lons - x0);
+        let pieces = [(&src[x0..x0 + first], 0), (&src[..spec.lon - first], first)];
+        for (xs, at) in pieces {
+            let o = &mut o[at..at + xs.len()];
+            match p {
+                None => o.copy_from_slice(xs),
+                Some(p) => {
+                    for (y, &x) in o.iter_mut().zip(xs) {
+                        *y = T::from_f64(p.apply(x.to_f64()));
+                    }
+                }
+            }
+            if let Some(m) = m.as_deref_mut() {
+                for (mk, &x) in m[at..at + xs.len()].iter_mut().zip(xs) {
+                    *mk = !x.to_f64().is_nan();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::{affine_params, Direction, Fill};
+
+    fn spec(lat: usize, lon: usize, sy: usize, sx: usize, pad: usize) -> PatchSpec {
+        PatchSpec {
+            lev: 0,
+            lev_stride: 1,
+            lat,
+            lon,
+            lat_stride: sy,
+            lon_stride: sx,
+            lat_pad: pad,
+        }
+    }
+
+    #[test]
+    fn tiles_wrap_in_longitude_and_pad_in_latitude() {
+        // one 3 x 4 field: value = 10 * lat + lon
+        let dims = Dims::new(1, 1, 1, 3, 4);
+        let data: Vec<f64> = (0..12).map(|i| (10 * (i / 4) + i % 4) as f64).collect();
+        let sp = spec(2, 3, 2, 2, 1);
+        let g = sp.grid(&dims).unwrap();
+        assert_eq!((g.lat_tiles, g.lon_tiles), (2, 2));
+        let mut out = vec![0.0; sp.out_len(&dims).unwrap()];
+        patches(&data, dims, sp, None, -1.0, &mut out, None).unwrap();
+        #[rustfmt::skip]
+        let want = [
+            -1.0, -1.0, -1.0, 0.0, 1.0, 2.0,     // lat rows -1 (pad), 0; lon 0, 1, 2
+            -1.0, -1.0, -1.0, 2.0, 3.0, 0.0,     // lon 2, 3, 0 (wraps)
+            10.0, 11.0, 12.0, 20.0, 21.0, 22.0,  // lat rows 1, 2
+            12.0, 13.0, 10.0, 22.0, 23.0, 20.0,
+        ];
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn fused_normalize_treats_padding_as_missing() {
+        let dims = Dims::new(1, 1, 1, 1, 2);
+        let data = [4.0f32, f32::NAN];
+        let p = affine_params(&[2.0], &[2.0], Fill::Value(0.0), Direction::Normalize).unwrap();
+        let sp = spec(3, 2, 1, 2, 1);
+        let mut out = vec![0.0f32; 6];
+        let mut mask = vec![true; 6];
+        patches(
+            &data,
+            dims,
+            sp,
+            Some(&p),
+            f32::NAN,
+            &mut out,
+            Some(&mut mask),
+        )
+        .unwrap();
+        assert_eq!(out, [-1.0, -1.0, 1.0, -1.0, -1.0, -1.0]);
+        assert_eq!(mask, [false, false, true, false, false, false]);
+    }
+
+    #[test]
+    fn level_tiles() {
+        let dims = Dims::new(1, 1, 4, 1, 1);
+        let data = [0.0f64, 1.0, 2.0, 3.0];
+        let sp = PatchSpec {
+            lev: 2,
+            lev_stride: 2,
+            ..spec(1, 1, 1, 1, 0)
+        };
+        let mut out = vec![0.0; 4];
+        patches(&data, dims, sp, None, 0.0, &mut out, None).unwrap();
+        assert_eq!(out, [0.0, 1.0, 2.0, 3.0]);
+        let sp = PatchSpec { lev: 5, ..sp };
+        assert!(sp.grid(&dims).is_err());
+    }
+
+    #[test]
+    fn bad_specs_are_errors() {
+        let dims = Dims::new(1, 1, 1, 4, 4);
+        assert!(spec(0, 1, 1, 1, 0).grid(&dims).is_err());
+        assert!(spec(5, 1, 1, 1, 0).grid(&dims).is_err());
+        assert!(spec(1, 5, 1, 1, 0).grid(&dims).is_err());
+        assert!(spec(5, 1, 1, 1, 1).grid(&dims).is_ok());
+        let mut out = vec![0.0f32; 3];
+        assert!(patches(
+            &[0.0f32; 16],
+            dims,
+            spec(1, 1, 1, 1, 0),
+            None,
+            0.0,
+            &mut out,
+            None
+        )
+        .is_err());
+    }
+}
