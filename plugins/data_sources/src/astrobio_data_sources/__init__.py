@@ -66,3 +66,50 @@ def register_nasa_exoplanet(register):
             command=_nasa_exoplanet_command,
         )
     )
+
+
+# -- remote archives: mast-lightcurve, mast-jwst-spectrum, ncbi, uniprot, ensembl, gtdb ---------
+
+# name -> (module, source class, CLI module, command function, description)
+_REMOTE_SOURCES = {
+    "ncbi": (
+        "ncbi",
+        "Ncbi",
+        "ncbi_cli",
+        "fetch_ncbi",
+        "NCBI nucleotide/protein records (E-utilities): GenBank or FASTA + Parquet summary.",
+    ),
+}
+
+
+def _remote_factory(module: str, cls: str):
+    def factory():
+        import importlib
+
+        return getattr(importlib.import_module(f"astrobio_data_sources.{module}"), cls)()
+
+    return factory
+
+
+def _remote_command(module: str, fn: str):
+    def command():
+        import importlib
+
+        return getattr(importlib.import_module(f"astrobio_data_sources.{module}"), fn)
+
+    return command
+
+
+@hookimpl(specname="register_data_sources")
+def register_remote_archives(register):
+    from astrobio_cli.specs import DataSourceSpec
+
+    for name, (module, cls, cli_module, fn, description) in _REMOTE_SOURCES.items():
+        register(
+            DataSourceSpec(
+                name=name,
+                description=description,
+                factory=_remote_factory(module, cls),
+                command=_remote_command(cli_module, fn),
+            )
+        )

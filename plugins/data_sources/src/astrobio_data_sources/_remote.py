@@ -1,0 +1,425 @@
+"""What the remote sources (mast, ncbi, uniprot, ensembl, gtdb) share on top of `astrobio_cli.net`.
+
+The net layer does HTTP, downloads, the cache and provenance; this module adds the few things
+these sources need beyond it, without touching the layer:
+
+- :class:`SourceClient`: an :class:`~astrobio_cli.net.http.HttpClient` whose non-retryable 4xx
+  errors carry the status (:class:`HttpStatusError`), so a 404/400 can become a clear "not found";
+  and :meth:`SourceClient.send`, a small request that returns chosen error statuses instead of
+  raising.
+- :func:`cached`: one cached, verified request (GET or POST), keyed by method, URL, parameters
+  and form data (never the API key).
+- :func:`write_outputs`: a typed table to Parquet plus its provenance sidecar, recording every
+  request an output was made from.
+- :class:`SourceResult` and :func:`render` for the command's rich summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from astrobio_cli.errors import UserError
+from astrobio_cli.net.errors import NetworkError
+from astrobio_cli.net.http import HttpClient, RetryPolicy
+
+
+class NotFoundError(UserError):
+    """The archive has nothing for what was asked (unknown target, accession, release...)."""
+
+
+class HttpStatusError(NetworkError):
+    """A non-retryable HTTP error status (4xx other than 429), with the status kept."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SourceClient(HttpClient):
+    """HttpClient whose 4xx errors keep their status; see :meth:`send`."""
+
+    def check_status(self, response, what: str) -> None:
+        try:
+            super().check_status(response, what)
+        except HttpStatusError:
+            raise
+        except NetworkError as exc:
+            raise HttpStatusError(str(exc), response.status_code) from None
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        allow: Sequence[int] = (),
+        after: Callable[[Any], None] | None = None,
+    ):
+        """A small request with retries; a status in `allow` is returned, not raised.
+
+        after(response): called with every response (e.g. to honour X-RateLimit-* headers).
+        """
+        what = f"{method} {self.full_url(path, params if method == 'GET' else None)}"
+
+        def once(_attempt: int):
+            with self.stream(
+                method,
+                self.url(path),
+                params=self.params_with_key(params) or None,
+                data=dict(data) if data is not None else None,
+                headers=dict(headers or {}),
+            ) as r:
+                r.read()
+                if after is not None:
+                    after(r)
+                if r.status_code not in allow:
+                    self.check_status(r, what)
+                return r
+
+        return self.with_retries(what, once)
+
+
+def make_client(
+    source: str,
+    default_base_url: str,
+    *,
+    default_rate: float | None = None,
+    keyed_rate: float | None = None,
+    **kw: Any,
+) -> SourceClient:
+    """A client from `settings.source(source)`; the rate limit defaults to the service's published
+    one (`keyed_rate` when an API key is set) unless the settings give `rate_limit`."""
+    from astrobio_cli.settings import get_settings
+
+    s = get_settings().source(source)
+    key = s.api_key.get_secret_value() if s.api_key is not None else None
+    rate = s.rate_limit
+    if rate is None:
+        rate = keyed_rate if (key and keyed_rate) else default_rate
+    kw.setdefault("retry", RetryPolicy(retries=s.retries, backoff=s.backoff))
+    return SourceClient(
+        source,
+        base_url=s.base_url or default_base_url,
+        timeout=s.timeout,
+        rate_limit=rate,
+        api_key=key,
+        **kw,
+    )
+
+
+def request_line(
+    client: HttpClient,
+    method: str,
+    path: str,
+    params: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> str:
+    """`GET https://...?a=b` or `POST https://... request=...`: what --dry-run prints (redacted)."""
+    if method == "GET":
+        return f"GET {client.full_url(path, params)}"
+    line = f"{method} {client.full_url(path, params)}"
+    if data:
+        from urllib.parse import urlencode
+
+        line += f"  (form: {client.redact(urlencode(dict(data)))})"
+    return line
+
+
+def cached(
+    cache: Any,
+    client: SourceClient,
+    source: str,
+    path: str,
+    *,
+    method: str = "GET",
+    params: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    key: Mapping[str, Any] | None = None,
+    refresh: bool = False,
+    validate: Callable[[Path, dict[str, str]], None] | None = None,
+    progress: bool | None = None,
+    extra: Mapping[str, Any] | None = None,
+):
+    """One request through the cache. Returns the cache `Hit` (hit.path is the verified body).
+
+    key: the cache request mapping; default: method, URL (no key), params, form data, Accept.
+    validate(tmp, headers): raise to reject a body before it enters the cache.
+    """
+    from astrobio_cli.net.download import download
+
+    request = (
+        dict(key)
+        if key is not None
+        else {
+            "method": method,
+            "url": client.url(path),
+            "params": sorted((str(k), str(v)) for k, v in (params or {}).items()),
+            "data": sorted((str(k), str(v)) for k, v in (data or {}).items()),
+            "accept": (headers or {}).get("Accept", ""),
+        }
+    )
+    kw: dict[str, Any] = {"method": method, "params": params, "data": data, "headers": headers}
+    if validate is not None:
+        kw["validate"] = validate
+
+    def fetch(dest: Path):
+        return download(client, path, dest, progress=progress, **kw)
+
+    return cache.fetch(source, request, fetch, refresh=refresh, extra=extra)
+
+
+def json_body(path: Path, what: str) -> Any:
+    """The JSON document at `path`; a ContentError quoting its start when it is not JSON."""
+    from astrobio_cli.net.errors import ContentError
+
+    raw = path.read_bytes()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        head = raw[:120].decode("utf-8", "replace")
+        raise ContentError(f"{what} did not send JSON ({exc}): {head!r}") from None
+
+
+def json_validator(what: str, check: Callable[[Any], None] | None = None):
+    """A download `validate` hook: the body must be JSON (and pass `check`)."""
+
+    def validate(tmp: Path, _headers: dict[str, str]) -> None:
+        doc = json_body(tmp, what)
+        if check is not None:
+            check(doc)
+
+    return validate
+
+
+def short_hash(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def slug(text: str, limit: int = 40) -> str:
+    out = "".join(ch.lower() if ch.isalnum() else "-" for ch in text)
+    out = "-".join(p for p in out.split("-") if p)
+    return out[:limit].strip("-") or "query"
+
+
+def default_out(source: str, stem: str, *parts: Any, suffix: str = ".parquet") -> Path:
+    from astrobio_cli.settings import get_settings
+
+    return get_settings().data_dir / source / f"{slug(stem)}-{short_hash(*parts)}{suffix}"
+
+
+def check_out(out: Path, suffix: str = ".parquet") -> Path:
+    from astrobio_cli.errors import UsageError
+
+    out = Path(out)
+    if out.is_dir():
+        raise UsageError(
+            f"--out {out} is a directory; give a file name such as {out / 'x'}{suffix}"
+        )
+    return out
+
+
+@dataclass
+class Fetched:
+    """One request an output was made from (for provenance)."""
+
+    url: str
+    hit: Any
+
+    def doc(self) -> dict[str, Any]:
+        e = self.hit.entry
+        return {
+            "url": self.url,
+            "retrieved_at": e.record.get("created"),
+            "http_status": e.record.get("status"),
+            "bytes": e.bytes,
+            "sha256": e.sha256,
+            "from_cache": bool(self.hit.from_cache),
+            "cache_entry": str(e.body),
+        }
+
+
+def provenance_record(
+    *,
+    source: str,
+    query: str,
+    fetched: list[Fetched],
+    table: Any = None,
+    output: Path,
+    output_format: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The provenance document for an output made from one or more cached requests."""
+    from astrobio_cli.net import provenance
+    from astrobio_cli.net.tables import columns_doc
+
+    first = fetched[0]
+    rec = provenance.record(
+        source=source,
+        url=first.url,
+        query=query,
+        hit=first.hit,
+        columns=columns_doc(table) if table is not None else None,
+        rows=table.num_rows if table is not None else None,
+        output=output,
+        output_format=output_format,
+        extra=extra,
+    )
+    rec["from_cache"] = all(f.hit.from_cache for f in fetched)
+    rec["bytes"] = sum(f.hit.entry.bytes for f in fetched)
+    rec["requests"] = [f.doc() for f in fetched]
+    return rec
+
+
+def write_outputs(
+    table: Any,
+    out: Path,
+    *,
+    source: str,
+    query: str,
+    fetched: list[Fetched],
+    client: HttpClient,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """`table` -> Parquet at `out` (atomic) + `<out>.provenance.json`. Returns (sidecar, record)."""
+    from astrobio_cli.net import provenance
+    from astrobio_cli.net.tables import write_table
+
+    rec = provenance_record(
+        source=source,
+        query=query,
+        fetched=fetched,
+        table=table,
+        output=out,
+        output_format="parquet",
+        extra=extra,
+    )
+    # The record inside the Parquet schema is redacted like the sidecar.
+    safe = json.loads(client.redact(json.dumps(rec)))
+    rec["output"]["sha256"] = write_table(table, out, "parquet", provenance=safe)
+    return provenance.write_sidecar(out, rec, redact=client.redact), rec
+
+
+def write_file_with_provenance(
+    chunks: Sequence[Path],
+    out: Path,
+    *,
+    source: str,
+    query: str,
+    fetched: list[Fetched],
+    client: HttpClient,
+    output_format: str,
+    rows: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Concatenate `chunks` (verified bodies) into `out` atomically + provenance sidecar."""
+    import shutil
+
+    from astrobio_cli.net import provenance
+    from astrobio_cli.net.files import atomic_path, sha256_file
+
+    with atomic_path(out) as tmp, open(tmp, "wb") as dst:
+        for c in chunks:
+            with open(c, "rb") as src:
+                shutil.copyfileobj(src, dst)
+    rec = provenance_record(
+        source=source,
+        query=query,
+        fetched=fetched,
+        output=out,
+        output_format=output_format,
+        extra=extra,
+    )
+    rec["rows"] = rows
+    rec["output"]["sha256"] = sha256_file(out)
+    return provenance.write_sidecar(out, rec, redact=client.redact)
+
+
+@dataclass
+class SourceResult:
+    """What a remote source's fetch returns; :func:`render` prints it."""
+
+    source: str
+    rows: int
+    columns: list[dict[str, Any]]
+    outputs: list[tuple[str, Path]]  # (label, path)
+    requests: int  # requests that went to the network
+    cached: int  # requests answered by the cache
+    bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def from_cache(self) -> bool:
+        return self.requests == 0 and self.cached > 0
+
+
+def render(r: SourceResult) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    if r.from_cache:
+        console.print(
+            f"cache hit: all {r.cached} request(s) answered from the cache, no network used; "
+            "--refresh downloads again",
+            highlight=False,
+        )
+    t = Table(title=r.source, show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("rows", str(r.rows))
+    names = [c["name"] + (f" [{c['unit']}]" if c.get("unit") else "") for c in r.columns]
+    t.add_row("columns", escape(f"{len(names)}: " + ", ".join(names)))
+    t.add_row(
+        "requests",
+        f"{r.requests} downloaded ({r.bytes} bytes), {r.cached} from the cache",
+    )
+    for label, path in r.outputs:
+        t.add_row(label, escape(str(path)))
+    for note in r.notes:
+        t.add_row("note", escape(note))
+    console.print(t, highlight=False)
+
+
+def echo_plan(lines: Sequence[str]) -> None:
+    import typer
+
+    for line in lines:
+        typer.echo(line)
+
+
+class RateLimitHeaders:
+    """Honour `X-RateLimit-Remaining` / `X-RateLimit-Reset` (seconds until the window resets):
+    when a response says no requests remain, the next request waits for the reset."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep, max_wait: float = 600.0):
+        self.sleep, self.max_wait = sleep, max_wait
+        self.until: float = 0.0
+        self.waited: list[float] = []
+
+    def __call__(self, response: Any) -> None:
+        h = response.headers
+        try:
+            remaining = int(float(h.get("x-ratelimit-remaining", "1")))
+            reset = float(h.get("x-ratelimit-reset", "0"))
+        except ValueError:
+            return
+        if remaining <= 0 and reset > 0:
+            self.until = time.monotonic() + min(reset, self.max_wait)
+
+    def wait(self) -> None:
+        left = self.until - time.monotonic()
+        if left > 0:
+            self.waited.append(left)
+            self.sleep(left)
+        self.until = 0.0
