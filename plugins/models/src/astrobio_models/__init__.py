@@ -4,6 +4,54 @@ Registered through the `astrobio` entry-point group, exactly as a third-party pl
 This module is imported by `astrobio --help`: keep heavy imports inside factories.
 """
 
-from astrobio_cli.hookspecs import hookimpl
+from __future__ import annotations
 
-__all__ = ["hookimpl"]
+import importlib
+from typing import Any
+
+from astrobio_cli.hardware import need_module
+from astrobio_cli.hookspecs import hookimpl
+from astrobio_cli.specs import ModelSpec
+
+__all__ = ["hookimpl", "register_models"]
+
+
+def _factory(module: str):
+    """A factory that imports `astrobio_models.<module>` (and torch) only when called."""
+
+    def build(config: dict[str, Any] | None = None):
+        return importlib.import_module(f"astrobio_models.{module}").factory(config)
+
+    build.__name__ = f"{module}_factory"
+    return build
+
+
+MODELS = (
+    # (name, module, data kinds, description, availability check)
+    (
+        "cube-unet",
+        "cube_unet",
+        ("climate-cube",),
+        "3D U-Net surrogate for climate datacubes (attention bottleneck, physical loss terms).",
+        None,
+    ),
+)
+
+
+@hookimpl
+def register_models(register):
+    for name, module, kinds, description, check in MODELS:
+        extra = {"check": check} if check is not None else {}
+        register(
+            ModelSpec(
+                name=name,
+                description=description,
+                factory=_factory(module),
+                data_kinds=kinds,
+                **extra,
+            )
+        )
+
+
+def _needs(module: str, pip_name: str):
+    return lambda: need_module(module, pip_name)

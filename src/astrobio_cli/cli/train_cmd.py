@@ -1,0 +1,321 @@
+"""`astrobio train MODEL` and `astrobio eval MODEL`: thin commands over astrobio_cli.training."""
+
+from __future__ import annotations
+
+import json
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from astrobio_cli.errors import UsageError
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Optim(StrEnum):
+    adamw = "adamw"
+    lion = "lion"
+    sgd = "sgd"
+
+
+class Sched(StrEnum):
+    cosine = "cosine"
+    onecycle = "onecycle"
+    cosine_restarts = "cosine-restarts"
+    constant = "constant"
+
+
+class Strategy(StrEnum):
+    ddp = "ddp"
+    fsdp = "fsdp"
+
+
+def _model_spec(name: str):
+    from astrobio_cli.cli import current_host
+
+    return current_host().get("model", name)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)
+
+
+def train_command(
+    model: Annotated[
+        str, typer.Argument(help="Model name (`astrobio plugins list --kind model`).")
+    ],
+    data: Annotated[
+        str | None,
+        typer.Option(help="Data file or directory (default: the model's built-in data)."),
+    ] = None,
+    gpus: Annotated[int | None, typer.Option(help="Train on N GPUs (N processes, DDP).")] = None,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Train on the CPU.")] = False,
+    procs: Annotated[int | None, typer.Option(help="With --cpu: N processes (gloo).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (instead of --steps).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Micro-batch size per process.")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    precision: Annotated[Precision | None, typer.Option(help="fp32, bf16 or fp16.")] = None,
+    grad_checkpointing: Annotated[
+        bool, typer.Option("--grad-checkpointing", help="Recompute activations in backward.")
+    ] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the model.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="'auto' (newest checkpoint of --out) or a checkpoint path.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default: runs_dir/MODEL-TIME).")
+    ] = None,
+    optimizer: Annotated[Optim | None, typer.Option(help="adamw, lion or sgd.")] = None,
+    scheduler: Annotated[Sched | None, typer.Option(help="Learning-rate schedule.")] = None,
+    warmup: Annotated[int | None, typer.Option(help="Warmup steps.")] = None,
+    strategy: Annotated[Strategy | None, typer.Option(help="ddp or fsdp (multi-GPU).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML file of options (and a model: section).")
+    ] = None,
+    quick_smoke: Annotated[
+        bool, typer.Option("--quick-smoke", help="10 steps of a tiny model on built-in data.")
+    ] = False,
+    auto_batch: Annotated[
+        bool, typer.Option("--auto-batch", help="On out-of-memory, split micro-batches and retry.")
+    ] = False,
+    log_every: Annotated[int | None, typer.Option(help="Log every N steps.")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
+    keep_last: Annotated[int | None, typer.Option(help="Checkpoints to keep.")] = None,
+    model_path: Annotated[
+        str | None, typer.Option(help="llm-lora: a local Hugging Face checkpoint directory.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Train a model: one process, N CPU processes (--cpu --procs N) or N GPUs (--gpus N)."""
+    from astrobio_cli.training import launch
+    from astrobio_cli.training.config import resolve_config
+    from astrobio_cli.training.data import check_data
+
+    spec = _model_spec(model)
+    if not quick_smoke:
+        check_data(model, spec.data_kinds, data)
+    elif data is not None:
+        raise UsageError("--quick-smoke trains on the built-in data; leave out --data")
+    flags: dict[str, Any] = {
+        "data": data,
+        "gpus": gpus,
+        "cpu": cpu or None,
+        "procs": procs,
+        "steps": steps,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "lr": lr,
+        "precision": precision.value if precision else None,
+        "grad_checkpointing": grad_checkpointing or None,
+        "compile": compile or None,
+        "seed": seed,
+        "resume": resume,
+        "out": str(out) if out else None,
+        "optimizer": optimizer.value if optimizer else None,
+        "scheduler": scheduler.value if scheduler else None,
+        "warmup": warmup,
+        "strategy": strategy.value if strategy else None,
+        "quick_smoke": quick_smoke or None,
+        "auto_batch": auto_batch or None,
+        "log_every": log_every,
+        "eval_every": eval_every,
+        "checkpoint_every": checkpoint_every,
+        "keep_last": keep_last,
+        "model_path": model_path,
+    }
+    defaults = dict(spec.factory({}).train_defaults)
+    cfg = resolve_config(model, flags, model_defaults=defaults, config_file=config)
+    launch.check_gpus(cfg.gpus)
+    run_dir = _run_dir(cfg)
+
+    nprocs = cfg.procs if cfg.cpu else (cfg.gpus or 1)
+    if nprocs > 1 and not launch.inside_launch():
+        argv = _child_argv(model, flags, config)
+        _export_settings()
+        code = launch.launch(nprocs, argv, run_dir, cpu=cfg.cpu)
+        if code != 0:
+            raise typer.Exit(code)
+        _print_summary(run_dir, json_out)
+        return
+
+    from astrobio_cli.training.loop import make_plugin, train
+
+    plugin = make_plugin(spec, cfg)
+    main = launch.rank() == 0
+    with _Progress(enabled=main and not json_out) as progress:
+        result = train(cfg, plugin, run_dir, on_log=progress.update if main else None)
+    if main:
+        _print_summary(result.run_dir, json_out)
+
+
+def _run_dir(cfg) -> Path:
+    from astrobio_cli.settings import get_settings
+    from astrobio_cli.training.launch import RUN_DIR_ENV
+    from astrobio_cli.training.rundir import new_run_dir
+
+    if cfg.out:
+        return Path(cfg.out)
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    runs = get_settings().runs_dir
+    if cfg.resume == "auto":
+        previous = sorted(runs.glob(f"{cfg.model}-*"), key=lambda p: p.stat().st_mtime)
+        if previous:
+            return previous[-1]
+    elif cfg.resume:
+        from astrobio_cli.training.checkpoint import resolve_checkpoint
+
+        return resolve_checkpoint(Path(cfg.resume)).parent.parent
+    return new_run_dir(runs, cfg.model)
+
+
+def _child_argv(model: str, flags: dict[str, Any], config: Path | None) -> list[str]:
+    argv = ["train", model]
+    for key, value in flags.items():
+        if value is None or key in ("out",):
+            continue
+        opt = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(opt)
+        else:
+            argv += [opt, str(value)]
+    if config is not None:
+        argv += ["--config", str(Path(config).resolve())]
+    return argv
+
+
+def _export_settings() -> None:
+    """Workers read settings from the environment: pass on what the root flags set."""
+    from astrobio_cli import settings as settings_mod
+
+    ls = settings_mod.loaded()
+    os.environ["ASTROBIO_DATA_DIR"] = str(Path(ls.settings.data_dir).resolve())
+    os.environ["ASTROBIO_CACHE_DIR"] = str(Path(ls.settings.cache_dir).resolve())
+    os.environ["ASTROBIO_RUNS_DIR"] = str(Path(ls.settings.runs_dir).resolve())
+    if ls.config_exists and ls.config_origin != "default":
+        os.environ["ASTROBIO_CONFIG"] = str(ls.config_path.resolve())
+
+
+def _print_summary(run_dir: Path, json_out: bool) -> None:
+    from rich.console import Console
+
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    c = Console(highlight=False)
+    c.print(f"[bold]run[/] {run_dir}")
+    if summary:
+        c.print(
+            f"steps {summary['steps']}  final loss {summary['final_loss']:.4g}  "
+            f"{summary['samples_per_s']:.1f} samples/s  processes {summary['world_size']}"
+        )
+        if summary.get("resumed_from"):
+            c.print(f"resumed from {summary['resumed_from']}")
+        if summary.get("eval"):
+            c.print("held-out: " + "  ".join(f"{k} {v:.4g}" for k, v in summary["eval"].items()))
+    c.print(f"evaluate: astrobio eval {summary.get('model', 'MODEL')} --checkpoint {run_dir}")
+
+
+class _Progress:
+    """A rich progress bar (steps, loss, samples/s, ETA) on the main process only."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar = None
+        self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"),
+                TextColumn("{task.fields[sps]} samples/s"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._bar.__enter__()
+        return self
+
+    def update(self, record: dict[str, Any]) -> None:
+        if self._bar is None:
+            return
+        if self._task is None:
+            self._task = self._bar.add_task("train", total=record["total"], loss="-", sps="-")
+        self._bar.update(
+            self._task,
+            completed=record["step"],
+            loss=f"{record['loss']:.4g}",
+            sps=f"{record['samples_per_s']:.1f}",
+        )
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def eval_command(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    checkpoint: Annotated[
+        Path, typer.Option(help="A run directory, its checkpoints/ or a step-NNNNNN directory.")
+    ],
+    data: Annotated[
+        str | None, typer.Option(help="Data (default: the data the checkpoint was trained on).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG figure here.")] = None,
+) -> None:
+    """Held-out metrics of a checkpoint beside simple baselines on the same split."""
+    from astrobio_cli.training.data import check_data
+    from astrobio_cli.training.evaluate import evaluate_checkpoint
+
+    spec = _model_spec(model)
+    check_data(model, spec.data_kinds, data)
+    report = evaluate_checkpoint(spec, checkpoint, data=data, plot=plot)
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    key, better = report["primary_metric"]
+    table = Table(title=f"{model} on {report['split']} ({report['samples']} samples)")
+    metrics = list(report["model"])
+    table.add_column("predictor")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    table.add_row("model", *(f"{report['model'][m]:.4g}" for m in metrics))
+    for name, vals in report["baselines"].items():
+        table.add_row(name, *(f"{vals[m]:.4g}" if m in vals else "-" for m in metrics))
+    c = Console(highlight=False)
+    c.print(table)
+    c.print(f"checkpoint {report['checkpoint']}")
+    for name, rel in report["vs_baseline"].items():
+        word = "below" if better == "lower" else "above"
+        c.print(f"{key}: {abs(rel) * 100:.1f}% {word if rel >= 0 else 'worse than'} {name}")
+    if plot is not None:
+        c.print(f"figure: {plot}")

@@ -1,0 +1,457 @@
+"""The training loop: one function, read top to bottom (karpathy/nanoGPT `train.py` style).
+
+setup (Accelerate, seed, data, model, optimizer, schedule) -> resume -> for each step:
+micro-batches with gradient accumulation -> check the loss -> clip, step -> log -> periodic eval
+and checkpoint on the main process -> stop. Everything else is a plain helper function.
+
+Exact resume on CPU: the batch order is a pure function of (seed, epoch, rank) and the number of
+micro-batches consumed; weights, optimizer, schedule and every rank's RNG states are saved. A
+run resumed from a checkpoint repeats the same float operations in the same order, so its loss
+curve and final weights are bit-identical to an uninterrupted run's (same process count and
+threads). On GPU, non-deterministic kernels (atomics in conv/scatter backward) make resumed
+runs differ in the last bits; see docs/training.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from astrobio_cli.errors import UsageError, UserError
+from astrobio_cli.training import checkpoint as ckpt
+from astrobio_cli.training.config import SMOKE_STEPS, TrainConfig
+from astrobio_cli.training.data import BatchOrder
+from astrobio_cli.training.optim import build_optimizer, build_scheduler
+from astrobio_cli.training.plugin import Datasets, check_plugin
+from astrobio_cli.training.rundir import MetricsLog, write_config, write_run_card
+
+
+class TrainingStopped(UserError):
+    """The run stopped on purpose (non-finite loss, out of memory); the message says why."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    final_loss: float | None
+    samples_per_s: float
+    eval: dict[str, float] = field(default_factory=dict)
+    resumed_from: str | None = None
+    world_size: int = 1
+
+
+def make_plugin(spec: Any, cfg: TrainConfig) -> Any:
+    """Build the model plugin from its spec with the run's model options."""
+    options = dict(cfg.model_options)
+    if cfg.grad_checkpointing:
+        options["grad_checkpointing"] = True
+    if cfg.model_path:
+        options["model_path"] = cfg.model_path
+    plugin = spec.factory(options)
+    if cfg.quick_smoke:
+        plugin = spec.factory({**plugin.smoke_config, **options})
+    missing = check_plugin(plugin)
+    if missing:
+        raise UserError(
+            f"model '{spec.name}' is not a complete model plugin: it lacks {', '.join(missing)} "
+            "(see docs/training.md, 'Writing a model plugin')"
+        )
+    return plugin
+
+
+def train(
+    cfg: TrainConfig,
+    plugin: Any,
+    run_dir: Path,
+    *,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> RunResult:
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object, set_seed
+
+    # ---- setup -----------------------------------------------------------------------------
+    if cfg.precision == "fp16" and (cfg.cpu or not torch.cuda.is_available()):
+        raise UsageError("--precision fp16 needs a CUDA device; on CPU use --precision bf16")
+    fsdp_plugin = None
+    if cfg.strategy == "fsdp":
+        from accelerate import FullyShardedDataParallelPlugin
+
+        fsdp_plugin = FullyShardedDataParallelPlugin()
+    acc = Accelerator(
+        cpu=cfg.cpu or not torch.cuda.is_available(),
+        mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
+        fsdp_plugin=fsdp_plugin,
+    )
+    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
+    _set_threads(acc.num_processes if acc.device.type == "cpu" else 1)
+
+    set_seed(cfg.seed)  # same seed on every rank: identical data split and initial weights
+    datasets: Datasets = plugin.make_datasets(
+        Path(cfg.data) if cfg.data else None, seed=cfg.seed, smoke=cfg.quick_smoke
+    )
+    model = plugin.build(datasets)
+    order = BatchOrder(len(datasets.train), cfg.batch_size, world, rank, cfg.seed)
+    per_step = cfg.grad_accum
+    if cfg.quick_smoke:
+        total = SMOKE_STEPS
+    elif cfg.steps is not None:
+        total = cfg.steps
+    elif cfg.epochs is not None:
+        total = max(1, cfg.epochs * order.per_epoch // per_step)
+    else:
+        total = int(plugin.train_defaults.get("steps", 100))
+    eval_every = cfg.eval_every or total
+    ckpt_every = cfg.checkpoint_every or max(1, total // 4)
+    log_every = 1 if cfg.quick_smoke else cfg.log_every
+
+    optimizer = build_optimizer(
+        cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    scheduler = build_scheduler(
+        cfg.scheduler, optimizer, total=total, warmup=cfg.warmup, restarts=cfg.restarts
+    )
+    model, optimizer = acc.prepare(model, optimizer)
+    raw_model = acc.unwrap_model(model)
+    if cfg.compile:
+        model = torch.compile(model)
+
+    # ---- resume ----------------------------------------------------------------------------
+    start_step, consumed, chunks, resumed_from = 0, 0, 1, None
+    ckpt_dir = run_dir / "checkpoints"
+    source = _resume_source(cfg, ckpt_dir)
+    if source is not None:
+        state = ckpt.load_train_state(source)
+        if len(state["rng"]) != world:
+            raise UsageError(
+                f"checkpoint {source} was written by {len(state['rng'])} process(es); resume it "
+                f"with the same count (--procs {len(state['rng'])}), not {world}"
+            )
+        raw_model.load_state_dict(ckpt.load_weights(source))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_step, consumed, chunks = state["step"], state["position"], state.get("chunks", 1)
+        resumed_from = str(source)
+    # Each rank draws its own randomness (dropout, negative sampling) from here on.
+    if source is None:
+        _seed_rank(cfg.seed, rank)
+    else:
+        ckpt.set_rng_state(state["rng"][rank])
+
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved = {**cfg.model_dump(), "steps": total, "model_options": plugin.config}
+        write_config(run_dir, resolved)
+        if source is None:
+            write_run_card(
+                run_dir, config=resolved, provenance=datasets.provenance, world_size=world
+            )
+    log = MetricsLog(run_dir, resume_step=start_step if source else None) if main else None
+    trace = _Trace(rank)
+
+    # ---- the loop --------------------------------------------------------------------------
+    model.train()
+    step, loss_val, last_eval, stop_reason = start_step, None, {}, None
+    t_train, n_samples, t0 = 0.0, 0, time.perf_counter()
+    while step < total:
+        lr = scheduler.get_last_lr()[0]
+        step_start = consumed
+        while True:  # runs once, unless an out-of-memory error asks to split the batch further
+            step_loss = torch.zeros((), device=acc.device)
+            try:
+                for micro in range(per_step):
+                    idx = order.indices(consumed)
+                    consumed += 1
+                    # no_sync: skip DDP's gradient all-reduce on all but the last micro-batch.
+                    sync = micro == per_step - 1
+                    with contextlib.nullcontext() if sync else acc.no_sync(model):
+                        step_loss += _micro_step(
+                            acc, plugin, model, datasets, idx, per_step, chunks
+                        )
+                break
+            except torch.OutOfMemoryError:
+                optimizer.zero_grad(set_to_none=True)
+                _empty_cache()
+                if not cfg.auto_batch or chunks >= cfg.batch_size:
+                    raise TrainingStopped(_oom_message(cfg, chunks)) from None
+                # Same samples in smaller pieces: the data position and the gradient stay put.
+                chunks, consumed = chunks * 2, step_start
+        trace.samples(step, order, step_start, consumed)
+        # One all-reduce of a scalar per step: every rank sees the same mean loss, so a
+        # non-finite loss stops all ranks together, before the optimizer touches the weights.
+        # `.item()` is the one host-device sync of the step.
+        loss_val = acc.reduce(step_loss.detach(), reduction="mean").item()
+        if _fault("ASTROBIO_TEST_NAN_AT_STEP") == step + 1:
+            loss_val = float("nan")
+        if not math.isfinite(loss_val):
+            stop_reason = (
+                f"loss became {loss_val} at step {step + 1}; stopped without saving. The last "
+                f"good checkpoint is kept in {ckpt_dir}. Try a lower --lr (now {cfg.lr}), "
+                "--precision fp32 or a smaller --max-grad-norm"
+            )
+            break
+        if cfg.max_grad_norm:
+            acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        n_samples += cfg.batch_size * per_step * world
+
+        if main and (step % log_every == 0 or step == total):
+            now = time.perf_counter()
+            t_train += now - t0
+            t0 = now
+            record = {"loss": loss_val, "lr": lr, "samples_per_s": n_samples / max(t_train, 1e-9)}
+            log.log(step, record)
+            if on_log is not None:
+                on_log({"step": step, "total": total, **record})
+        if step % eval_every == 0 or step == total:
+            t_pause = time.perf_counter()
+            last_eval = _evaluate(acc, plugin, model, raw_model, datasets, cfg)
+            if main:
+                log.log(step, {f"val_{k}": v for k, v in last_eval.items()})
+            t0 += time.perf_counter() - t_pause
+        if step % ckpt_every == 0 or step == total:
+            t_pause = time.perf_counter()
+            _save(
+                acc,
+                model,
+                optimizer,
+                scheduler,
+                ckpt_dir,
+                step,
+                consumed,
+                chunks,
+                cfg,
+                plugin,
+                loss_val,
+                gather_object,
+            )
+            t0 += time.perf_counter() - t_pause
+
+    # ---- stop ------------------------------------------------------------------------------
+    trace.params(raw_model)
+    if log is not None:
+        log.close()
+    acc.wait_for_everyone()
+    if stop_reason is not None:
+        raise TrainingStopped(stop_reason)
+    result = RunResult(
+        run_dir=run_dir,
+        steps=step,
+        final_loss=loss_val,
+        samples_per_s=n_samples / max(t_train, 1e-9),
+        eval=last_eval,
+        resumed_from=resumed_from,
+        world_size=world,
+    )
+    if main:
+        (run_dir / "summary.json").write_text(
+            json.dumps(
+                {**result.__dict__, "run_dir": str(run_dir), "model": plugin.name}, indent=2
+            ),
+            encoding="utf-8",
+        )
+    acc.end_training()
+    return result
+
+
+# ---- helpers (plain functions, in the order the loop uses them) -------------------------------
+
+
+def _set_threads(local_procs: int) -> None:
+    """Share the cores between the local processes (oversubscription costs 2-10x on CPU)."""
+    from astrobio_cli.settings import get_settings
+
+    threads = get_settings().threads
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // max(1, local_procs))
+    torch.set_num_threads(threads)
+
+
+def _seed_rank(seed: int, rank: int) -> None:
+    import random
+
+    import numpy as np
+
+    s = seed * 1_000 + rank + 1
+    torch.manual_seed(s)
+    np.random.seed(s % 2**32)
+    random.seed(s)
+
+
+def _resume_source(cfg: TrainConfig, ckpt_dir: Path) -> Path | None:
+    if cfg.resume is None:
+        return None
+    if cfg.resume == "auto":
+        return ckpt.latest_checkpoint(ckpt_dir)  # None: nothing to resume, start fresh
+    return ckpt.resolve_checkpoint(Path(cfg.resume))
+
+
+def _micro_step(acc, plugin, model, datasets, idx, per_step, chunks) -> torch.Tensor:
+    """Forward and backward of one micro-batch, in `chunks` pieces (more after an OOM).
+
+    Returns the micro-batch's loss (detached) divided by the accumulation count. Each piece's
+    loss is weighted by its share of the micro-batch, so splitting changes no gradient beyond
+    float rounding.
+    """
+    collate = datasets.collate or torch.utils.data.default_collate
+    total = torch.zeros((), device=acc.device)
+    pieces = [idx[i::chunks] for i in range(chunks)] if chunks > 1 else [idx]
+    for piece in pieces:
+        if len(piece) > _fault("ASTROBIO_TEST_OOM_ABOVE", 1 << 30):
+            raise torch.OutOfMemoryError("injected by ASTROBIO_TEST_OOM_ABOVE")
+        batch = _to_device(collate([datasets.train[i] for i in piece]), acc.device)
+        with acc.autocast():
+            loss = plugin.loss(model, batch, datasets)
+        weight = len(piece) / len(idx) / per_step
+        acc.backward(loss * weight)
+        total += loss.detach().float() * weight
+    return total
+
+
+def _oom_message(cfg: TrainConfig, chunks: int) -> str:
+    micro = max(1, cfg.batch_size // chunks)
+    mem = _memory_text()
+    hint = (
+        f"retry with --auto-batch (splits each micro-batch further), or --batch-size "
+        f"{max(1, micro // 2)} --grad-accum {cfg.grad_accum * 2}"
+        if not cfg.auto_batch
+        else "even a micro-batch of 1 does not fit; use a smaller model or --precision bf16"
+    )
+    return (
+        f"out of memory at micro-batch {micro} (batch size {cfg.batch_size}, precision "
+        f"{cfg.precision}; {mem}); {hint}"
+    )
+
+
+def _memory_text() -> str:
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        return f"GPU memory {free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB"
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return f"RAM {vm.available / 2**30:.1f} GiB free of {vm.total / 2**30:.1f} GiB"
+
+
+def _empty_cache() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _fault(var: str, default: int = -1) -> int:
+    """Test hooks (fault injection), read from the environment; unset in normal runs."""
+    raw = os.environ.get(var)
+    return int(raw) if raw else default
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(_to_device(v, device) for v in batch)
+    if hasattr(batch, "to"):
+        return batch.to(device)
+    return batch
+
+
+def _evaluate(acc, plugin, model, raw_model, datasets, cfg) -> dict[str, float]:
+    """Held-out metrics on the main process; its RNG is forked so training draws stay the same."""
+    metrics: dict[str, float] = {}
+    if acc.is_main_process or cfg.strategy == "fsdp":
+        target = model if cfg.strategy == "fsdp" else raw_model
+        with torch.random.fork_rng(devices=[]):
+            target.eval()
+            with torch.no_grad(), acc.autocast():
+                metrics = {k: float(v) for k, v in plugin.evaluate(target, datasets).items()}
+            target.train()
+    acc.wait_for_everyone()
+    return metrics
+
+
+def _save(
+    acc,
+    model,
+    optimizer,
+    scheduler,
+    ckpt_dir,
+    step,
+    consumed,
+    chunks,
+    cfg,
+    plugin,
+    loss_val,
+    gather_object,
+) -> None:
+    # get_state_dict and gather_object are collectives (FSDP gathers shards; every rank's RNG
+    # goes to rank 0), so every rank calls them; only the main process writes.
+    weights = acc.get_state_dict(model)
+    rng = gather_object([ckpt.rng_state()]) if acc.num_processes > 1 else [ckpt.rng_state()]
+    if acc.is_main_process:
+        ckpt.save_checkpoint(
+            ckpt_dir,
+            step,
+            model_state=weights,
+            train_state={
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng,
+                "position": consumed,
+                "chunks": chunks,
+                "step": step,
+            },
+            meta={
+                "model": plugin.name,
+                "model_options": plugin.config,
+                "data": cfg.data,
+                "seed": cfg.seed,
+                "loss": loss_val,
+                "world_size": acc.num_processes,
+            },
+            keep_last=cfg.keep_last,
+        )
+    acc.wait_for_everyone()
+
+
+class _Trace:
+    """With ASTROBIO_TRAIN_TRACE=DIR, each rank records the sample indices it trained on and a
+    hash of its final parameters (tests check distinct samples and identical replicas)."""
+
+    def __init__(self, rank: int) -> None:
+        d = os.environ.get("ASTROBIO_TRAIN_TRACE")
+        self.path = Path(d) / f"trace-rank{rank}.jsonl" if d else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def samples(self, step: int, order: BatchOrder, start: int, end: int) -> None:
+        if self.path is not None:
+            idx = [i for k in range(start, end) for i in order.indices(k)]
+            self._write({"step": step + 1, "indices": idx})
+
+    def params(self, model) -> None:
+        if self.path is None:
+            return
+        h = hashlib.sha256()
+        for name, p in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+        self._write({"param_sha256": h.hexdigest()})

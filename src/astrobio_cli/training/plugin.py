@@ -1,0 +1,91 @@
+"""The model plugin interface: what `ModelSpec.factory(config)` returns.
+
+A model plugin registers a :class:`astrobio_cli.specs.ModelSpec` whose ``factory(config)`` takes
+a plain dict of model options (from ``--config FILE.yaml``'s ``model:`` section; unknown keys are
+an error) and returns an object with the attributes below. The training loop, `astrobio eval`
+and the tests use nothing else, so a third-party model only has to provide these.
+
+This module imports no torch: it only documents the contract (and checks it in tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class Datasets:
+    """What `make_datasets` returns.
+
+    train, val: map-style datasets (``len`` and ``ds[i]``); items are whatever `loss` and
+        `collate` expect. The loop shards `train` by rank and shuffles it with the run's seed.
+    provenance: plain data for the run card (source path, generator and seed, sizes, ...).
+    collate: turns a list of items into a batch (default: ``torch.utils.data.default_collate``).
+    context: anything the model needs besides batches (e.g. the full training graph).
+    """
+
+    train: Any
+    val: Any
+    provenance: dict[str, Any] = field(default_factory=dict)
+    collate: Any = None
+    context: Any = None
+
+
+@runtime_checkable
+class ModelPlugin(Protocol):
+    """The object `ModelSpec.factory(config)` returns.
+
+    name: the registered name.
+    data_kind: the kind of data it trains on (one of the spec's ``data_kinds``).
+    config: the resolved model options (a dict of plain values; saved in the run's config YAML).
+    train_defaults: defaults for the run (``lr``, ``batch_size``, ``steps``, ``warmup``, ...) that
+        the model knows best; YAML and flags override them.
+    smoke_config: model options for `--quick-smoke` (tiny sizes: 10 steps in seconds on a CPU).
+    primary_metric: the key of `evaluate`'s result that `astrobio eval` compares with the
+        baselines, and whether lower is better (e.g. ``("rmse", "lower")``).
+
+    Options every built-in model accepts: ``grad_checkpointing`` (bool; the loop sets it for
+    ``--grad-checkpointing``). Randomness: use torch's global RNG (the loop seeds it per rank
+    and saves it in checkpoints), never an unsaved generator.
+    """
+
+    name: str
+    data_kind: str
+    config: dict[str, Any]
+    train_defaults: dict[str, Any]
+    smoke_config: dict[str, Any]
+    primary_metric: tuple[str, str]
+
+    def make_datasets(self, data: Path | None, *, seed: int, smoke: bool = False) -> Datasets:
+        """Load (or generate, when `data` is None) the data; split train/val deterministically."""
+        ...
+
+    def build(self, datasets: Datasets) -> Any:
+        """A fresh ``torch.nn.Module`` (shapes may depend on the data, e.g. channel counts)."""
+        ...
+
+    def loss(self, model: Any, batch: Any, datasets: Datasets) -> Any:
+        """The scalar training loss for one batch (a 0-d tensor; the loop calls backward on it)."""
+        ...
+
+    def evaluate(self, model: Any, datasets: Datasets) -> dict[str, float]:
+        """Held-out metrics on `datasets.val` (model in eval mode, no grad)."""
+        ...
+
+    def baseline(self, datasets: Datasets) -> dict[str, dict[str, float]]:
+        """Simple baselines fitted on `datasets.train` only, scored like `evaluate` on
+        `datasets.val`: ``{"climatology": {"rmse": ...}, "linear": {...}}``."""
+        ...
+
+
+REQUIRED = ("name", "data_kind", "config", "train_defaults", "smoke_config", "primary_metric")
+METHODS = ("make_datasets", "build", "loss", "evaluate", "baseline")
+
+
+def check_plugin(obj: Any) -> list[str]:
+    """What `obj` lacks of the interface (empty when complete)."""
+    missing = [a for a in REQUIRED if not hasattr(obj, a)]
+    missing += [m for m in METHODS if not callable(getattr(obj, m, None))]
+    return missing
