@@ -259,8 +259,8 @@ class Stats:
 
 
 def _stats_numpy(x: np.ndarray) -> tuple[np.ndarray, ...]:
-    samples, nvar, *_ = cube_dims(x.shape)
-    per_var = x.reshape(samples, nvar, -1)
+    samples, nvar, nlev, nlat, nlon = cube_dims(x.shape)
+    per_var = x.reshape(samples, nvar, nlev * nlat * nlon)
     cols: list[list[float]] = [[], [], [], [], []]
     for v in range(nvar):
         vals = per_var[:, v, :].astype(np.float64).ravel()
