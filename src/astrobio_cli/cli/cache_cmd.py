@@ -33,9 +33,8 @@ def _console():
 
 
 def cache_list(source: SourceOpt = None) -> None:
-    """List cached downloads: source, size, age, state and the request."""
+    """List cached downloads: source, key, size, age, state and the request."""
     from rich.markup import escape
-    from rich.table import Table
 
     from astrobio_cli.net.cache import human_age
 
@@ -45,16 +44,19 @@ def cache_list(source: SourceOpt = None) -> None:
     if not entries:
         console.print(f"the cache at {escape(str(cache.root))} is empty")
         return
-    t = Table(title=f"cache: {escape(str(cache.root))}", title_justify="left")
-    for col in ("source", "key", "bytes", "age", "state"):
-        t.add_column(col, no_wrap=True)
-    t.add_column("request", overflow="ellipsis", no_wrap=True)
+    # Plain aligned lines, not a rich table: keys and paths stay whole and greppable.
+    console.print(f"cache: {escape(str(cache.root))}")
+    header = f"{'source':<16} {'key':<12} {'bytes':>10} {'age':>7}  {'state':<8} request"
+    console.print(f"[bold]{header}[/]")
     for e in entries:
         req = e.record.get("request", {})
         what = str(req.get("query") or e.record.get("url", ""))
-        state = "[red]corrupt[/]" if e.corrupt else "ok"
-        t.add_row(e.source, e.key[:12], str(e.bytes), human_age(e.age_s), state, escape(what))
-    console.print(t)
+        what = what if len(what) <= 70 else what[:67] + "..."
+        state = "[red]corrupt[/] " if e.corrupt else "ok      "
+        console.print(
+            f"{e.source:<16} {e.key[:12]:<12} {e.bytes:>10} {human_age(e.age_s):>7}  "
+            f"{state} {escape(what)}"
+        )
     total = sum(e.bytes for e in entries)
     console.print(f"{len(entries)} entries, {total} bytes")
 

@@ -103,6 +103,7 @@ def _summary(r) -> None:
         else f"downloaded {r.bytes} bytes (HTTP {r.http_status})"
     )
     t.add_row("from", source)
-    t.add_row("written", escape(f"{r.out} ({r.fmt})"))
-    t.add_row("provenance", escape(str(r.sidecar)))
     console.print(t)
+    # paths on lines of their own, never wrapped: they are meant to be copied
+    console.print(f"written: {escape(str(r.out))} ({r.fmt})", highlight=False)
+    console.print(f"provenance: {escape(str(r.sidecar))}", highlight=False)
