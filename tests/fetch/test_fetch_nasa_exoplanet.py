@@ -10,15 +10,16 @@ import csv
 import hashlib
 import json
 import math
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ARCHIVE_DATA
 from httpserver import Reply
 
 from astrobio_cli.errors import UsageError
 from astrobio_data_sources import nasa_exoplanet as nx
 
+ARCHIVE_DATA = Path(__file__).resolve().parents[1] / "data" / "nasa-exoplanet-archive"
 DEFAULT_BODY = (ARCHIVE_DATA / "pscomppars-default.csv").read_bytes()
 
 
