@@ -79,6 +79,13 @@ _REMOTE_SOURCES = {
         "fetch_ncbi",
         "NCBI nucleotide/protein records (E-utilities): GenBank or FASTA + Parquet summary.",
     ),
+    "uniprot": (
+        "uniprot",
+        "Uniprot",
+        "uniprot_cli",
+        "fetch_uniprot",
+        "UniProtKB entries (REST search/stream, cursor paging): Parquet of fields, or FASTA.",
+    ),
 }
 
 

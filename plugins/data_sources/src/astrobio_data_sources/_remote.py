@@ -423,3 +423,62 @@ class RateLimitHeaders:
             self.waited.append(left)
             self.sleep(left)
         self.until = 0.0
+
+
+@dataclass
+class SmallResult:
+    """A DownloadResult look-alike for :func:`cached_small` (kept headers included)."""
+
+    url: str
+    status: int
+    bytes: int
+    sha256: str
+    headers: dict[str, str]
+
+
+def cached_small(
+    cache: Any,
+    client: SourceClient,
+    source: str,
+    path: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    key: Mapping[str, Any],
+    refresh: bool = False,
+    validate: Callable[[bytes, dict[str, str]], None] | None = None,
+    keep_headers: Sequence[str] = (),
+    allow: Sequence[int] = (),
+    after: Callable[[Any], None] | None = None,
+    before: Callable[[], None] | None = None,
+):
+    """A small GET through the cache that keeps chosen response headers (e.g. `Link`) in the
+    cache record (`hit.entry.record["headers"]`), which a streamed download does not.
+
+    A status in `allow` raises HttpStatusError with the server's words *before* anything is
+    cached, so callers can turn a 400/404 into "not found". validate(body, headers) rejects a
+    body before it is cached.
+    """
+    from astrobio_cli.net.content import describe_error_body
+    from astrobio_cli.net.files import atomic_write_bytes
+
+    def fetch(dest: Path) -> SmallResult:
+        if before is not None:
+            before()
+        r = client.send(
+            "GET", path, params=params, headers=headers, allow=tuple(allow), after=after
+        )
+        shown = client.full_url(path, params)
+        if r.status_code in allow:
+            said = describe_error_body(r.content, r.headers.get("content-type", ""))
+            raise HttpStatusError(
+                client.redact(f"GET {shown}: HTTP {r.status_code}: {said}"), r.status_code
+            )
+        hdrs = {k.lower(): r.headers[k] for k in ("content-type", *keep_headers) if k in r.headers}
+        body = r.content
+        if validate is not None:
+            validate(body, hdrs)
+        atomic_write_bytes(dest, body)
+        return SmallResult(shown, r.status_code, len(body), hashlib.sha256(body).hexdigest(), hdrs)
+
+    return cache.fetch(source, dict(key), fetch, refresh=refresh)
