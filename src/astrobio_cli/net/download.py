@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from astrobio_cli.net.content import check_body
-from astrobio_cli.net.errors import DownloadError
+from astrobio_cli.net.errors import ContentError, DownloadError
 from astrobio_cli.net.files import temp_path_for
 from astrobio_cli.net.http import HttpClient, Retryable
 
@@ -195,7 +195,10 @@ def download(
                 f"{what}: sha256 {digest} does not match the expected {expected_sha256}"
             )
         if validate is not None:
-            validate(tmp, result.headers)
+            try:
+                validate(tmp, result.headers)
+            except ContentError as exc:  # the server's words may quote the key back
+                raise ContentError(client.redact(str(exc))) from None
         os.replace(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -230,6 +230,12 @@ class HttpClient:
                 return attempt_fn(attempt)
             except Retryable as exc:
                 last = exc
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                raise NetworkError(
+                    self.redact(
+                        f"{what}: bad URL ({exc}); check base_url in `astrobio config show`"
+                    )
+                ) from None
             except httpx.TimeoutException as exc:
                 last = Retryable(
                     f"timed out after {self.timeout:g} s ({type(exc).__name__})",

@@ -328,7 +328,7 @@ def fetch(
             tap.cache_request(adql),
             download,
             refresh=refresh,
-            extra={"query": adql},
+            extra={"query": adql, "via": "TAP async" if use_async else "TAP sync"},
         )
         table = parsed.get("table")
         if table is None:  # a cache hit: parse the stored body
@@ -341,16 +341,21 @@ def fetch(
 
         url = tap.sync_url(adql)
         cols = columns_doc(table)
+        body_url = hit.entry.record.get("url") or url  # async: the job's result URL
         rec = provenance.record(
             source=SOURCE,
-            url=url,
+            url=body_url,
             query=adql,
             hit=hit,
             columns=cols,
             rows=table.num_rows,
             output=out,
             output_format=fmt,
-            extra={"service": "TAP async" if use_async else "TAP sync", "table": query.table},
+            extra={
+                "service": hit.entry.record.get("via", "TAP sync"),
+                "sync_url": url,
+                "table": query.table,
+            },
         )
         digest = write_table(table, out, fmt, provenance=rec)
         rec["output"]["sha256"] = digest
