@@ -132,6 +132,8 @@ class CubeDataset(Dataset):
     inputs, targets: variable names (channels, in this order).
     stats: {variable: {"mean", "std"}} to normalise with; default: computed on the train split.
     normalize: False yields raw physical values (stats are still computed and exposed).
+    preload: read this split's variables into memory once per process (float32) instead of
+        one sample at a time: for datasets that fit in RAM it makes an item ~100x cheaper.
     """
 
     def __init__(
@@ -145,8 +147,11 @@ class CubeDataset(Dataset):
         targets: Sequence[str] = CUBE_TARGETS,
         stats: dict[str, dict[str, float]] | None = None,
         normalize: bool = True,
+        preload: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.preload = preload
+        self._arrays: dict[str, np.ndarray] = {}
         if split not in SPLIT_NAMES:
             raise UsageError(f"unknown split {split!r}: use one of {', '.join(SPLIT_NAMES)}")
         self.split = split
@@ -216,7 +221,7 @@ class CubeDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:  # spawned workers reopen the file
         state = dict(self.__dict__)
-        state["_ds"], state["_pid"] = None, -1
+        state["_ds"], state["_pid"], state["_arrays"] = None, -1, {}
         return state
 
     # -- statistics over the train split, read in blocks of samples
@@ -246,9 +251,9 @@ class CubeDataset(Dataset):
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not -len(self.indices) <= k < len(self.indices):
             raise IndexError(f"sample {k} out of range for the {self.split} split ({len(self)})")
-        i = self.indices[k]
-        x = self._channels(self.input_channels, i)  # (C_in, lev, lat, lon) float64
-        y = self._channels(self.target_channels, i)  # (C_out, lev, lat, lon) float64
+        k = k % len(self.indices)
+        x = self._channels(self.input_channels, k)  # (C_in, lev, lat, lon) float64
+        y = self._channels(self.target_channels, k)  # (C_out, lev, lat, lon) float64
         if self.normalize:
             x = (x - self._in_mean) / self._in_std
             y = (y - self._out_mean) / self._out_std
@@ -258,18 +263,22 @@ class CubeDataset(Dataset):
         """The index in the file's `sample` dimension of the split's k-th sample."""
         return self.indices[k]
 
-    def _channels(self, names: Sequence[str], i: int) -> torch.Tensor:
+    def _channels(self, names: Sequence[str], k: int) -> torch.Tensor:
         ds = self._dataset()
         grid = (self._lev, self._lat, self._lon)
         chans = []
         for name in names:
-            da = ds[name].isel({SAMPLE_DIM: i})
+            da = ds[name]
             present = [d for d in grid if d is not None and d in da.dims]
-            arr = np.asarray(da.transpose(*present).values, dtype=np.float64)
-            shape = [
-                self.sample_shape[a] if d is not None and d in da.dims else 1
-                for a, d in enumerate(grid)
-            ]
+            if self.preload:
+                if name not in self._arrays:  # (n_split, *present) in split order
+                    part = da.isel({SAMPLE_DIM: np.asarray(self.indices)})
+                    self._arrays[name] = np.asarray(part.transpose(SAMPLE_DIM, *present).values)
+                arr = self._arrays[name][k].astype(np.float64)
+            else:
+                one = da.isel({SAMPLE_DIM: self.indices[k]})
+                arr = np.asarray(one.transpose(*present).values, dtype=np.float64)
+            shape = [self.sample_shape[a] if d in present else 1 for a, d in enumerate(grid)]
             chans.append(np.broadcast_to(arr.reshape(shape), self.sample_shape))
         return torch.from_numpy(np.stack(chans))
 

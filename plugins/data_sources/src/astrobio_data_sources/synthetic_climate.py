@@ -484,14 +484,20 @@ def write(ds: Any, out: Path, fmt: Format = "netcdf") -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
+        # Chunks along `sample` so a reader of one sample (CubeDataset) decompresses little:
+        # NetCDF one sample per chunk, Zarr 8 (fewer, larger files).
         if fmt == "netcdf":
-            encoding = {name: {"zlib": True, "complevel": 1} for name in ds.data_vars}
+            encoding = {
+                name: {"zlib": True, "complevel": 1, "chunksizes": _chunks(ds[name], 1)}
+                for name in ds.data_vars
+            }
             ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
             os.replace(tmp, out)
         elif fmt == "zarr":
             # Zarr format 2 with consolidated metadata: readable by zarr 2 and 3 and by
             # `xarray.open_zarr` without warnings (v3 has no consolidated metadata yet).
-            ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+            encoding = {name: {"chunks": _chunks(ds[name], 8)} for name in ds.data_vars}
+            ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True, encoding=encoding)
             _replace_dir(tmp, out)
         else:
             from astrobio_cli.errors import UsageError
@@ -501,6 +507,15 @@ def write(ds: Any, out: Path, fmt: Format = "netcdf") -> Path:
         if tmp.exists():
             _remove(tmp)
     return out
+
+
+def _chunks(da: Any, per_sample: int) -> tuple[int, ...]:
+    """Chunk shape: `per_sample` samples of the full grid; whole array when it has no grid."""
+    if da.dims == ("sample",):
+        return (da.shape[0],)
+    return tuple(
+        min(per_sample, n) if d == "sample" else n for d, n in zip(da.dims, da.shape, strict=True)
+    )
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
