@@ -1,0 +1,127 @@
+"""`astrobio preprocess IN OUT`: a NetCDF/Zarr datacube into normalised tensors in Zarr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="preprocess", no_args_is_help=True)(preprocess)
+
+
+def preprocess(
+    src: Annotated[Path, typer.Argument(metavar="IN", help="NetCDF file or Zarr store.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Zarr store to write.")],
+    vars: Annotated[
+        str | None,
+        typer.Option("--vars", help="Comma-separated variables (default: every lat-lon field)."),
+    ] = None,
+    stats_from: Annotated[
+        Path | None,
+        typer.Option(help="Normalise with these stats (stats.json of an earlier run)."),
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="Stats from 'all' samples or the 'train' split: the first --train-fraction "
+            "of the first sample dim."
+        ),
+    ] = "all",
+    train_fraction: Annotated[float, typer.Option(help="Size of the train split.")] = 0.8,
+    regrid: Annotated[
+        float | None,
+        typer.Option(help="Regrid bilinearly onto a regular grid of this step in degrees."),
+    ] = None,
+    patch: Annotated[
+        str | None,
+        typer.Option(help="Cut tiles LATxLON (or LEVxLATxLON); lon wraps around."),
+    ] = None,
+    stride: Annotated[
+        str | None, typer.Option(help="Tile stride N or LATxLON (default: the tile size).")
+    ] = None,
+    pad: Annotated[int, typer.Option(help="Latitude rows of padding (missing) each side.")] = 0,
+    fill: Annotated[
+        str, typer.Option(help="NaN becomes: 'none' (stays NaN), 'mean', or a number (raw units).")
+    ] = "none",
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Worker threads (default: setting, all cores).")
+    ] = None,
+    chunk: Annotated[
+        int | None, typer.Option(min=1, help="Samples per step (default: ~256 MB of input).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+) -> None:
+    """Regrid, normalise (stats from the train split), fill NaN and cut patches, into Zarr.
+
+    Variables with different level coordinates are processed as separate groups. Writes
+    OUT/stats.json too; OUT appears only when everything is written.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from astrobio_cli import datacube as dc
+    from astrobio_cli import preprocess as pp
+    from astrobio_cli.errors import UsageError
+
+    try:
+        spec = dc.PatchSpec.parse(patch, stride, pad) if patch else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if spec is None and (stride or pad):
+        raise UsageError("--stride and --pad need --patch")
+    names = [v.strip() for v in vars.split(",") if v.strip()] if vars else None
+    fill_value = None if fill.lower() == "none" else fill
+
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def progress(desc: str, done: int, total: int) -> None:
+            bar.update(task, description=desc, completed=done, total=total)
+
+        result = pp.preprocess(
+            src,
+            out,
+            variables=names,
+            stats_from=stats_from,
+            split=split,
+            train_fraction=train_fraction,
+            regrid=regrid,
+            patch=spec,
+            fill=fill_value,
+            threads=threads,
+            chunk=chunk,
+            overwrite=overwrite,
+            progress=progress,
+        )
+
+    table = Table(
+        title=f"{result.out}  ({result.seconds:.2f} s, {'rust' if result.native else 'numpy'})"
+    )
+    for col in ("variable", "group", "shape", "units", "count", "mean", "std"):
+        table.add_column(col, justify="right" if col in ("count", "mean", "std") else "left")
+    s = result.stats
+    for v, name in enumerate(s.names):
+        extra = s.extra.get(name, {})
+        table.add_row(
+            name,
+            str(extra.get("level_dim") or "surface"),
+            "x".join(map(str, result.shapes[name])),
+            str(extra.get("units", "")),
+            str(int(s.count[v])),
+            f"{s.mean[v]:.6g}",
+            f"{s.std[v]:.6g}",
+        )
+    Console().print(table)
+    Console().print(f"stats: {result.stats_path}")
