@@ -240,3 +240,37 @@ def test_rate_limit_spaces_requests():
     for _ in range(5):
         lim.acquire()
     assert waits == pytest.approx([0.25, 0.25, 0.25, 0.25])
+
+
+def test_progress_is_silent_when_stderr_is_not_a_terminal(loopback, make_client, tmp_path, capfd):
+    loopback.route("GET", "/data", Reply(200, BODY))
+    make_client().download("data", tmp_path / "d" / "data.csv")  # progress=None: auto
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_from_settings_and_provenance_keep_the_key_secret(loopback, monkeypatch, tmp_path):
+    from astrobio_cli import settings
+    from astrobio_cli.net import provenance
+    from astrobio_cli.net.cache import Cache
+
+    monkeypatch.setenv("ASTROBIO_SOURCES__TOY_SOURCE__BASE_URL", loopback.base_url)
+    monkeypatch.setenv("ASTROBIO_SOURCES__TOY_SOURCE__API_KEY", "k3y-s3cret")
+    monkeypatch.setenv("ASTROBIO_SOURCES__TOY_SOURCE__RETRIES", "1")
+    monkeypatch.setenv("ASTROBIO_SOURCES__TOY_SOURCE__BACKOFF", "0.01")
+    settings.configure(None, None)
+    loopback.route("GET", "/data", Reply(503), Reply(200, BODY))
+    with HttpClient.from_settings("toy-source", "https://unused.example", api_key_param="key") as c:
+        assert c.base_url == loopback.base_url and c.retry.retries == 1
+        hit = Cache(tmp_path / "cache").fetch(
+            "toy-source", {"path": "data"}, lambda dest: c.download("data", dest)
+        )
+        rec = provenance.record(
+            source="toy-source", url=hit.entry.record["url"], query=None, hit=hit
+        )
+        side = provenance.write_sidecar(tmp_path / "out.csv", rec, redact=c.redact)
+    assert [h.query["key"] for h in loopback.hits("/data")] == [["k3y-s3cret"]] * 2
+    for path in [side, *(tmp_path / "cache").rglob("*.json")]:
+        text = path.read_text()
+        assert "k3y-s3cret" not in text
+    assert "key=%2A%2A%2A" in side.read_text() or "key=***" in side.read_text()
