@@ -42,7 +42,11 @@ def test_shapes_channels_and_dtype(cube_files, cube):
         ds[len(ds)]
 
 
-def test_stats_equal_float64_numpy_on_the_train_split_only(cube_files, cube):
+@pytest.mark.parametrize("native", [True, False], ids=["native", "numpy-twin"])
+def test_stats_equal_float64_numpy_on_the_train_split_only(cube_files, cube, native):
+    from astrobio_cli import settings
+
+    settings.configure(None, {"native": native})
     nc, _ = cube_files
     train = np.array(make_splits(cube["samples"], 0).train)
     for split in ("train", "val", "test"):
@@ -51,6 +55,8 @@ def test_stats_equal_float64_numpy_on_the_train_split_only(cube_files, cube):
             v = raw(nc, name)[train]
             assert ds.stats[name]["mean"] == pytest.approx(v.mean(), rel=1e-12), name
             assert ds.stats[name]["std"] == pytest.approx(v.std(), rel=1e-10), name
+            assert ds.stats[name]["count"] == v.size
+            assert (ds.stats[name]["min"], ds.stats[name]["max"]) == (v.min(), v.max())
     # ... and not the statistics of all samples (this fails if val/test leak in).
     everything = raw(nc, "ta")
     assert ds.stats["ta"]["mean"] != pytest.approx(everything.mean(), rel=1e-9)

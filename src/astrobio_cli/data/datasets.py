@@ -10,7 +10,8 @@ Variables are broadcast onto the (lev, lat, lon) grid by their dimension names: 
 sample (stellar_flux) fills the whole grid, a surface field (lat, lon) is repeated on every level,
 a zonal field (lat,) over levels and longitudes. Every channel is normalised as (v - mean) / std
 with the mean and standard deviation of that variable over the TRAIN split only (all its samples
-and grid cells, NaNs ignored, population std; std 0 is taken as 1), whatever split the dataset
+and grid cells, NaNs ignored, population std; std 0 is taken as 1; computed by
+`astrobio_cli.datacube.stats`, the native preprocessing), whatever split the dataset
 serves, so validation and test data never leak into the normalisation. `dataset.stats` holds
 them (JSON-able: store it in a checkpoint and pass it back as `stats=` to skip recomputing).
 
@@ -36,7 +37,6 @@ feature and target tensors, with missing values handled explicitly (see its docs
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -68,37 +68,38 @@ LON_DIMS = ("lon", "longitude")
 # -- statistics --------------------------------------------------------------------------------
 
 
-def moments(values: np.ndarray) -> tuple[int, float, float]:
-    """(count, mean, M2 = sum of squared deviations) of the finite values, in float64.
+def block_stats(values: np.ndarray, name: str):
+    """`datacube.Stats` (count, mean, std, min, max; NaN ignored, float64) of one variable's block.
 
-    The one place the statistics are computed: switch it to the native preprocessing
-    (`astrobio_cli.datacube`) when that exposes channel moments.
+    Runs through the native preprocessing (`astrobio_cli.datacube`, Rust, or its NumPy twin
+    when the `native` setting is false). The block (samples, *grid) is laid out as one variable
+    with a flat grid, (samples, var=1, lev=1, lat=1, lon=cells).
     """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return 0, 0.0, 0.0
-    mean = float(v.mean())
-    return int(v.size), mean, float(((v - mean) ** 2).sum())
+    import warnings
+
+    from astrobio_cli import datacube
+
+    v = np.ascontiguousarray(values)
+    if v.dtype not in (np.float32, np.float64):
+        v = v.astype(np.float64)
+    v = v.reshape(v.shape[0], 1, 1, 1, -1)
+    with warnings.catch_warnings():  # an all-NaN block is fine; an all-NaN variable is not
+        warnings.simplefilter("ignore", datacube.AllNaNWarning)
+        return datacube.stats(v, names=(name,))
 
 
-def combine_moments(a: tuple[int, float, float], b: tuple[int, float, float]):
-    """Chan et al.'s pairwise combination of two (count, mean, M2) triples."""
-    na, ma, sa = a
-    nb, mb, sb = b
-    n = na + nb
-    if n == 0:
-        return 0, 0.0, 0.0
-    delta = mb - ma
-    return n, ma + delta * nb / n, sa + sb + delta * delta * na * nb / n
-
-
-def _stats_entry(m: tuple[int, float, float], name: str) -> dict[str, float]:
-    n, mean, m2 = m
-    if n == 0:
+def _stats_entry(st, name: str) -> dict[str, float]:
+    count = int(st.count[0])
+    if count == 0:
         raise UsageError(f"variable {name!r} has no finite values in the training split")
-    std = math.sqrt(m2 / n)
-    return {"mean": mean, "std": std if std > 0 else 1.0, "count": n}
+    std = float(st.std[0])
+    return {
+        "mean": float(st.mean[0]),
+        "std": std if std > 0 else 1.0,
+        "count": count,
+        "min": float(st.min[0]),
+        "max": float(st.max[0]),
+    }
 
 
 # -- the climate cube --------------------------------------------------------------------------
@@ -230,11 +231,11 @@ class CubeDataset(Dataset):
         train = np.asarray(self.splits.train)
         out = {}
         for name in names:
-            acc = (0, 0.0, 0.0)
+            acc = None
             for start in range(0, train.size, block):
                 idx = train[start : start + block]
-                values = ds[name].isel({SAMPLE_DIM: idx}).values
-                acc = combine_moments(acc, moments(values))
+                st = block_stats(ds[name].isel({SAMPLE_DIM: idx}).values, name)
+                acc = st if acc is None else acc.merge(st)  # Chan et al.'s parallel merge
             out[name] = _stats_entry(acc, name)
         return out
 
