@@ -273,4 +273,24 @@ def test_from_settings_and_provenance_keep_the_key_secret(loopback, monkeypatch,
     for path in [side, *(tmp_path / "cache").rglob("*.json")]:
         text = path.read_text()
         assert "k3y-s3cret" not in text
-    assert "key=%2A%2A%2A" in side.read_text() or "key=***" in side.read_text()
+    assert "key=***" in side.read_text()
+
+
+@pytest.mark.parametrize(
+    "adql",
+    [
+        "SELECT * FROM ps",
+        "SELECT TOP 5 pl_name FROM ps WHERE discoverymethod = 'Transit' AND pl_rade / 2 < 1.5",
+        "SELECT pl_name FROM ps WHERE pl_name LIKE 'Kepler-%' ORDER BY pl_name DESC",
+    ],
+)
+def test_shown_url_is_the_url_httpx_sends(adql):
+    import httpx
+
+    client = HttpClient("x", base_url="https://archive.example/base")
+    with client:
+        shown = client.full_url("TAP/sync", {"query": adql, "format": "csv"})
+    sent = httpx.Request(
+        "GET", "https://archive.example/base/TAP/sync", params={"query": adql, "format": "csv"}
+    )
+    assert shown == str(sent.url)

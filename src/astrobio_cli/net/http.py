@@ -214,7 +214,12 @@ class HttpClient:
             (k, str(v)) for k, v in merged.items()
         ]
         query = [(k, REDACTED if k == self.api_key_param and self.api_key else v) for k, v in query]
-        return self.redact(urlunsplit(parts._replace(query=urlencode(query))))
+        encoded = urlencode(query)  # the same encoding httpx uses: --dry-run shows the real URL
+        if self.api_key and self.api_key_param:
+            encoded = encoded.replace(
+                f"{self.api_key_param}=%2A%2A%2A", f"{self.api_key_param}=***"
+            )
+        return self.redact(urlunsplit(parts._replace(query=encoded)))
 
     # -- the retry loop ----------------------------------------------------------------------
 
