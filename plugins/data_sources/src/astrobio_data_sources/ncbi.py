@@ -212,11 +212,24 @@ def parse_genbank(text: str, what: str) -> list[Record]:
                 name=rec.name,
                 organism=rec.annotations.get("organism"),
                 length=length,
-                definition=rec.description,
+                definition=_definition(chunk) or rec.description,
                 molecule_type=rec.annotations.get("molecule_type"),
             )
         )
     return records
+
+
+def _definition(chunk: str) -> str | None:
+    """The DEFINITION line(s) as written (Biopython drops the final period)."""
+    out: list[str] = []
+    for line in chunk.splitlines():
+        if line.startswith("DEFINITION"):
+            out.append(line[10:].strip())
+        elif out and line.startswith(" "):
+            out.append(line.strip())
+        elif out:
+            break
+    return " ".join(out) or None
 
 
 _SEQ_CHARS = re.compile(r"^[A-Za-z*\-.]+$")
