@@ -135,3 +135,25 @@ def test_check_body_accepts_data_and_rejects_html_and_tap_errors():
     with pytest.raises(ContentError, match="reported an error: bad ADQL"):
         check_body(err)
     assert describe_error_body(err) == "bad ADQL"
+
+
+def test_parquet_and_csv_outputs_round_trip(tmp_path):
+    import pyarrow.parquet as pq
+
+    from astrobio_cli.net.tables import write_table
+
+    text = (ARCHIVE / "pscomppars-default.csv").read_text()
+    table = parse_delimited(text, kinds={"pl_eqt": "float"})
+    table.column("pl_rade").unit = "earthRad"
+    write_table(table, tmp_path / "t.csv", "csv")
+    back = parse_delimited((tmp_path / "t.csv").read_text(), kinds={"pl_eqt": "float"})
+    write_table(table, tmp_path / "t.parquet")
+    pq_back = pq.read_table(tmp_path / "t.parquet")
+    assert pq_back.schema.field("pl_rade").metadata[b"unit"] == b"earthRad"
+    for col in table.columns:
+        for got in (back.column(col.name).values, pq_back.column(col.name).to_pylist()):
+            assert len(got) == len(col.values)
+            for a, b in zip(got, col.values, strict=True):
+                assert (isinstance(a, float) and math.isnan(a) and math.isnan(b)) or a == b, (
+                    col.name
+                )

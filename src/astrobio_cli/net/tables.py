@@ -50,7 +50,19 @@ def write_table(
         if fmt == "parquet":
             pq.write_table(at, tmp)
         elif fmt == "csv":
-            pacsv.write_csv(at, tmp)
+            pacsv.write_csv(_blank_nans(at), tmp)  # blanks stay blank, as the archive sent them
         else:
             raise ValueError(f"unknown table format {fmt!r}")
     return sha256_file(dest)
+
+
+def _blank_nans(at):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = []
+    for col in at.columns:
+        if pa.types.is_floating(col.type):
+            col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=at.schema)
