@@ -86,6 +86,13 @@ _REMOTE_SOURCES = {
         "fetch_uniprot",
         "UniProtKB entries (REST search/stream, cursor paging): Parquet of fields, or FASTA.",
     ),
+    "ensembl": (
+        "ensembl",
+        "Ensembl",
+        "ensembl_cli",
+        "fetch_ensembl",
+        "Ensembl REST lookups, sequences and regions: JSON or FASTA + Parquet summary.",
+    ),
 }
 
 

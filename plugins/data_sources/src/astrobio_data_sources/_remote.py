@@ -310,7 +310,7 @@ def write_outputs(
 
 
 def write_file_with_provenance(
-    chunks: Sequence[Path],
+    chunks: Sequence[Path | bytes],
     out: Path,
     *,
     source: str,
@@ -321,7 +321,7 @@ def write_file_with_provenance(
     rows: int | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Concatenate `chunks` (verified bodies) into `out` atomically + provenance sidecar."""
+    """Concatenate `chunks` (verified bodies, or bytes) into `out` atomically + provenance."""
     import shutil
 
     from astrobio_cli.net import provenance
@@ -329,6 +329,9 @@ def write_file_with_provenance(
 
     with atomic_path(out) as tmp, open(tmp, "wb") as dst:
         for c in chunks:
+            if isinstance(c, bytes):
+                dst.write(c)
+                continue
             with open(c, "rb") as src:
                 shutil.copyfileobj(src, dst)
     rec = provenance_record(
