@@ -157,3 +157,9 @@ def test_parquet_and_csv_outputs_round_trip(tmp_path):
                 assert (isinstance(a, float) and math.isnan(a) and math.isnan(b)) or a == b, (
                     col.name
                 )
+
+
+def test_csv_labelled_text_html_is_still_data():
+    check_body(b'pl_name\n"a"\n', content_type="text/html; charset=utf-8")
+    with pytest.raises(ContentError, match="HTML page"):
+        check_body(b"<p>Service moved</p>", content_type="text/html")

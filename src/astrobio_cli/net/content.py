@@ -75,7 +75,8 @@ def check_body(head: bytes, *, what: str = "the server", content_type: str = "")
     text = head[:65536].decode("utf-8", "replace")
     if msg := tap_error(text):
         raise ContentError(f"{what} reported an error: {msg}")
-    if is_html(head) or "text/html" in content_type.lower():
+    # Sniff the body, not the label: some services send CSV as text/html, and that is data.
+    if is_html(head) or ("text/html" in content_type.lower() and head.lstrip()[:1] == b"<"):
         said = describe_error_body(head)
         raise ContentError(
             f"{what} sent an HTML page instead of data ({said!r}); the service may be down "
