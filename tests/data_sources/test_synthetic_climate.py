@@ -335,3 +335,14 @@ def test_fetch_command_rejects_bad_options(run_cli, tmp_path, args, needle):
     assert needle in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "synthetic-climate").exists()
+
+
+def test_registered_as_an_offline_source_of_the_builtin_plugin():
+    from astrobio_cli.plugins import resolve
+
+    spec = resolve("data-source", "synthetic-climate")
+    assert spec.offline is True
+    assert spec.command is not None and callable(spec.command())
+    source = spec.factory()
+    ds = source.generate(2, nlat=4, nlon=4, nlev=1, seed=0)
+    assert ds.sizes == {"sample": 2, "plev": 1, "lat": 4, "lon": 4}
