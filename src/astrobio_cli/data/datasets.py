@@ -322,7 +322,8 @@ class CubeShards(IterableDataset):
     """A CubeDataset split, sharded: positions order[rank::world][worker::num_workers].
 
     `order` is the split (shuffled from seed + epoch when shuffle=True; call `set_epoch`
-    between epochs). Within an epoch the shards of all ranks and workers are disjoint and
+    between epochs - with `persistent_workers=True` the workers keep the epoch they started
+    with, so make a new DataLoader per epoch or leave persistent workers off). Within an epoch the shards of all ranks and workers are disjoint and
     together cover the split (with even=True, all but at most world_size - 1 samples).
     """
 
