@@ -93,6 +93,13 @@ _REMOTE_SOURCES = {
         "fetch_ensembl",
         "Ensembl REST lookups, sequences and regions: JSON or FASTA + Parquet summary.",
     ),
+    "gtdb": (
+        "gtdb",
+        "Gtdb",
+        "gtdb_cli",
+        "fetch_gtdb",
+        "GTDB metadata and taxonomy tables of a release (archaea + bacteria) as Parquet.",
+    ),
 }
 
 
