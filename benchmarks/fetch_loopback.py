@@ -1,13 +1,15 @@
 """Time `astrobio fetch nasa-exoplanet` against a loopback archive serving a real 745 kB body.
 
 Run from the repository root: `.venv/bin/python benchmarks/fetch_loopback.py`.
-Prints: parse time of the body, then cold (download), warm (cache hit) and --dry-run wall times
-of the installed `astrobio` script (each a fresh process, so interpreter start-up is included).
+Prints: parse time of the body, then cold (download), warm (cache hit) and --dry-run wall and
+CPU times of the installed `astrobio` script (each a fresh process: interpreter start-up and
+imports included). On a shared machine, CPU time is the steadier figure.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,12 +47,15 @@ def main() -> None:
             ("warm (cache hit)", []),
             ("--dry-run", ["--dry-run"]),
         ):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t = time.perf_counter()
             r = subprocess.run(cmd + extra, env=env, capture_output=True, text=True)
             dt = time.perf_counter() - t
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if r.returncode:
                 raise SystemExit(r.stderr)
-            print(f"astrobio fetch {label}: {dt:.2f} s wall")
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            print(f"astrobio fetch {label}: {dt:.2f} s wall, {cpu:.2f} s CPU")
 
 
 if __name__ == "__main__":

@@ -163,3 +163,8 @@ def test_csv_labelled_text_html_is_still_data():
     check_body(b'pl_name\n"a"\n', content_type="text/html; charset=utf-8")
     with pytest.raises(ContentError, match="HTML page"):
         check_body(b"<p>Service moved</p>", content_type="text/html")
+
+
+def test_integers_too_big_for_int64_are_not_ints():
+    t = parse_delimited("id,n\n123456789012345678901,1\n7,2\n")
+    assert t.column("id").kind == "float" and t.column("n").kind == "int"

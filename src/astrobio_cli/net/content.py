@@ -178,7 +178,7 @@ def _infer(cells: list[tuple[str, bool]]) -> Kind:
     filled = [(t.strip(), q) for t, q in cells if t.strip() != ""]
     if not filled or any(q for _, q in filled):
         return "string"
-    if all(_INT.match(t) for t, _ in filled):
+    if all(_INT.match(t) and len(t.lstrip("+-")) <= 18 for t, _ in filled):  # fits int64
         return "int"
     if all(_FLOAT.match(t) for t, _ in filled):
         return "float"
