@@ -235,7 +235,7 @@ class Stats:
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # missing, not UTF-8, not JSON
             raise ValueError(f"cannot read stats file {path}: {exc}") from None
         return cls.from_dict(d, str(path))
 

@@ -176,28 +176,40 @@ def _clean_stale(out: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while the store was being written."""
+
+
 @contextlib.contextmanager
 def _atomic_dir(out: Path, overwrite: bool):
-    """Yields a temporary directory next to `out`; renames it to `out` on success only."""
+    """Yields (temporary directory next to `out`, checkpoint); renames it to `out` on success.
+
+    While it is open, SIGINT and SIGTERM are only noted, and `checkpoint()` (called between
+    chunks) raises :class:`Interrupted`: zarr writes from a background thread, so stopping in
+    the middle of a write would let that thread recreate files after the cleanup.
+    """
     if out.exists() and not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    # SIGTERM behaves like Ctrl-C here, so the temporary directory is removed either way.
-    old = signal.getsignal(signal.SIGTERM)
+    caught: list[int] = []
 
-    def _term(signum, frame):
-        raise KeyboardInterrupt
+    def note(signum, frame):
+        caught.append(signum)
 
-    in_main = True
+    def checkpoint() -> None:
+        if caught:
+            raise Interrupted(f"signal {caught[0]}")
+
+    old = {}
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, note)
     try:
-        signal.signal(signal.SIGTERM, _term)
-    except ValueError:  # not the main thread
-        in_main = False
-    try:
-        yield tmp
+        yield tmp, checkpoint
+        checkpoint()
         if out.exists():
             trash = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, trash)
@@ -209,8 +221,8 @@ def _atomic_dir(out: Path, overwrite: bool):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def preprocess(
@@ -246,13 +258,19 @@ def preprocess(
         raise UsageError(f"--fill: {exc}") from None
     native = dc.use_native(native)
     threads = dc.thread_count(threads)
-    given = dc.Stats.load(stats_from) if stats_from is not None else None
+    try:
+        given = dc.Stats.load(stats_from) if stats_from is not None else None
+        target = None if regrid is None else dc.regular_grid(regrid)
+    except ValueError as exc:
+        raise UsageError(
+            f"--{'regrid' if 'grid step' in str(exc) else 'stats-from'}: {exc}"
+        ) from None
 
     ds = _open(src)
     groups, lat, lon = plan_groups(ds, variables)
     src_lat = np.asarray(ds[lat].values, dtype=np.float64)
     src_lon = np.asarray(ds[lon].values, dtype=np.float64)
-    grid_lat, grid_lon = (src_lat, src_lon) if regrid is None else dc.regular_grid(regrid)
+    grid_lat, grid_lon = (src_lat, src_lon) if target is None else target
     sample_dims = groups[0].sample_dims
     n = int(ds.sizes[sample_dims[0]]) if sample_dims else 1
     n_train = max(1, math.ceil(train_fraction * n)) if split == "train" else n
@@ -319,10 +337,11 @@ def preprocess(
 
     # -- pass 2: normalise -> fill -> patch, chunk by chunk, into a temporary store ---------
     shapes: dict[str, tuple[int, ...]] = {}
-    with _atomic_dir(out, overwrite) as tmp:
+    with _atomic_dir(out, overwrite) as (tmp, checkpoint):
         for i, sl in enumerate(chunks):
             parts = []
             for g in groups:
+                checkpoint()
                 say(f"write {g.label}", done, total)
                 try:
                     res = dc.pipeline(

@@ -123,5 +123,6 @@ def preprocess(
             f"{s.mean[v]:.6g}",
             f"{s.std[v]:.6g}",
         )
-    Console().print(table)
-    Console().print(f"stats: {result.stats_path}")
+    console = Console(soft_wrap=True)
+    console.print(table)
+    console.print(f"stats: {result.stats_path}", highlight=False)
