@@ -346,3 +346,18 @@ def test_registered_as_an_offline_source_of_the_builtin_plugin():
     source = spec.factory()
     ds = source.generate(2, nlat=4, nlon=4, nlev=1, seed=0)
     assert ds.sizes == {"sample": 2, "plev": 1, "lat": 4, "lon": 4}
+
+
+def test_ice_albedo_feedback_cools_cold_planets_and_can_be_switched_off():
+    grid = sc.Grid(8, 16, 1)
+    inputs = controlled(grid, 2, stellar_flux=[1000.0, 2200.0])
+    with_ice, _ = sc.solve_surface_temperature(inputs, grid)
+    without, _ = sc.solve_surface_temperature(inputs, grid, ice_albedo=False)
+    cold = without[0] < sc.ICE_TEMPERATURE  # frozen cells get brighter and colder still
+    assert cold.any() and (with_ice[0][cold] < without[0][cold] - 1.0).all()
+    # A hot planet with no cell near freezing barely notices the feedback.
+    assert without[1].min() > sc.ICE_TEMPERATURE + 25
+    assert np.allclose(with_ice[1], without[1], atol=0.05)
+    ds = sc.generate(2, nlat=4, nlon=8, nlev=1, seed=0, ice_albedo=False)
+    assert ds.attrs["ice_albedo_feedback"] == 0
+    assert sc.default_name(ice_albedo=False).endswith("-noice.nc")

@@ -27,9 +27,9 @@ solved to its annual-mean equilibrium::
   obliquity, and above ~54 degrees obliquity the poles receive more than the equator.
 - Outgoing long-wave radiation of a one-layer grey atmosphere, (1 - f/2) sigma T^4 (f = 0: bare
   rock; f = 1: opaque single layer).
-- Albedo: alpha_s over ocean, alpha_s + 0.1 over land, and a smooth ice-albedo feedback towards
-  0.6 below ~263 K (tanh over 5 K); started from the ice-free radiative state, so the warm
-  branch is found when one exists.
+- Albedo: alpha_s over ocean, alpha_s + 0.1 over land, and (optional, on by default) a smooth
+  ice-albedo feedback towards 0.6 below ~263 K (tanh over 5 K); started from the ice-free
+  radiative state, so the warm branch is found when one exists.
 - Heat transport: diffusion on the unit sphere with D = 0.4 (P / 1 day)^2 W m-2 K-1, the
   Omega^-2 scaling of Spiegel, Menou & Scharf (2008): fast rotators keep steep equator-to-pole
   gradients, slow rotators are nearly isothermal. Diffusion conserves energy, so at equilibrium
@@ -270,17 +270,29 @@ def _zonal_modes(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.clip(lam, 0.0, None), vec, sqrt_area
 
 
-def albedo(temperature: np.ndarray, surface_albedo: np.ndarray, land: np.ndarray) -> np.ndarray:
+def albedo(
+    temperature: np.ndarray, surface_albedo: np.ndarray, land: np.ndarray, ice: bool = True
+) -> np.ndarray:
     """(N, lat, lon) albedo: ocean alpha_s, land alpha_s + 0.1, smoothly to 0.6 when frozen."""
     ice_free = surface_albedo[:, None, None] + LAND_ALBEDO_OFFSET * land
+    if not ice:
+        return ice_free
     frozen = 0.5 * (1.0 - np.tanh((temperature - ICE_TEMPERATURE) / ICE_WIDTH))
     return ice_free + (ICE_ALBEDO - ice_free) * frozen
 
 
 def solve_surface_temperature(
-    inputs: dict[str, np.ndarray], grid: Grid, *, tol: float = 1e-6, max_iter: int = 2000
+    inputs: dict[str, np.ndarray],
+    grid: Grid,
+    *,
+    ice_albedo: bool = True,
+    tol: float = 1e-6,
+    max_iter: int = 2000,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Equilibrium surface temperature (N, lat, lon) in K, and the insolation (N, lat)."""
+    """Equilibrium surface temperature (N, lat, lon) in K, and the insolation (N, lat).
+
+    ice_albedo=False switches the ice-albedo feedback off (albedo independent of temperature).
+    """
     q = annual_insolation(inputs["stellar_flux"], inputs["obliquity"], grid.lat)  # (N, lat)
     emissivity = (1.0 - inputs["greenhouse_factor"] / 2.0)[:, None, None]  # (N, 1, 1)
     diffusivity = D_EARTH * inputs["rotation_period"] ** 2  # (N,)
@@ -302,7 +314,8 @@ def solve_surface_temperature(
     for _ in range(max_iter):
         ta, em = t[active], emissivity[active]
         b = 4 * em[:, 0, 0] * SIGMA * ta.max(axis=(1, 2)) ** 3  # (n,) >= local d(OLR)/dT
-        net = q3[active] * (1 - albedo(ta, alpha_s[active], land[active])) - em * SIGMA * ta**4
+        alpha = albedo(ta, alpha_s[active], land[active], ice_albedo)
+        net = q3[active] * (1 - alpha) - em * SIGMA * ta**4
         rhs = b[:, None, None] * ta + net
         t_new = _solve_linear(rhs, b, diffusivity[active], lam, vec, sqrt_area, grid.nlon)
         change = np.abs(t_new - ta).max(axis=(1, 2))
@@ -401,6 +414,7 @@ def generate(
     nlon: int = DEFAULT_NLON,
     nlev: int = DEFAULT_NLEV,
     seed: int = DEFAULT_SEED,
+    ice_albedo: bool = True,
 ) -> Any:
     """Generate the ensemble in memory; returns an `xarray.Dataset` (float32 data variables).
 
@@ -414,7 +428,7 @@ def generate(
     check_grid(nlat, nlon, nlev, samples)
     grid = Grid(nlat, nlon, nlev)
     inputs = sample_inputs(samples, grid, seed)
-    ts, rsdt = solve_surface_temperature(inputs, grid)
+    ts, rsdt = solve_surface_temperature(inputs, grid, ice_albedo=ice_albedo)
     ta, hus = atmosphere(ts, inputs["land_mask"], grid.plev)
 
     dims = {
@@ -458,6 +472,7 @@ def generate(
         "energy-balance model, grey atmosphere, ice-albedo feedback, lapse-rate air temperature, "
         "Clausius-Clapeyron humidity",
         "seed": seed,
+        "ice_albedo_feedback": int(ice_albedo),
         "generator_version": GENERATOR_VERSION,
         "input_variables": " ".join(INPUT_VARIABLES),
         "output_variables": " ".join(OUTPUT_VARIABLES),
@@ -472,10 +487,12 @@ def default_name(
     nlev: int = DEFAULT_NLEV,
     seed: int = DEFAULT_SEED,
     fmt: Format = "netcdf",
+    ice_albedo: bool = True,
 ) -> str:
     """The file name `fetch` uses when no --out is given, e.g. `v1-n320-6x16x32-seed0.nc`."""
     suffix = ".zarr" if fmt == "zarr" else ".nc"
-    return f"v{GENERATOR_VERSION}-n{samples}-{nlev}x{nlat}x{nlon}-seed{seed}{suffix}"
+    ice = "" if ice_albedo else "-noice"
+    return f"v{GENERATOR_VERSION}-n{samples}-{nlev}x{nlat}x{nlon}-seed{seed}{ice}{suffix}"
 
 
 def write(ds: Any, out: Path, fmt: Format = "netcdf") -> Path:

@@ -19,6 +19,9 @@ def fetch_synthetic_climate(
     format: Annotated[
         str, typer.Option("--format", help="netcdf (one .nc file) or zarr (a .zarr store).")
     ] = "netcdf",
+    ice_albedo: Annotated[
+        bool, typer.Option(help="Ice-albedo feedback (ice brightens below ~263 K).")
+    ] = True,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -49,7 +52,7 @@ def fetch_synthetic_climate(
         raise UsageError(f"--format {format!r} is not known: use netcdf or zarr")
     sc.check_grid(nlat, nlon, nlev, samples)
     if out is None:
-        name = sc.default_name(samples, nlat, nlon, nlev, seed, fmt)  # type: ignore[arg-type]
+        name = sc.default_name(samples, nlat, nlon, nlev, seed, fmt, ice_albedo)  # type: ignore[arg-type]
         out = get_settings().data_dir / "synthetic-climate" / name
     if out.exists() and out.is_dir() != (fmt == "zarr"):
         kind = "a directory" if out.is_dir() else "a file"
@@ -58,7 +61,7 @@ def fetch_synthetic_climate(
     import xarray  # noqa: F401 - imported before the clock starts
 
     start = time.perf_counter()
-    ds = sc.generate(samples, nlat=nlat, nlon=nlon, nlev=nlev, seed=seed)
+    ds = sc.generate(samples, nlat=nlat, nlon=nlon, nlev=nlev, seed=seed, ice_albedo=ice_albedo)
     path = sc.write(ds, out, fmt)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - start
 
@@ -74,6 +77,7 @@ def fetch_synthetic_climate(
     table.add_row("samples", str(info["samples"]))
     table.add_row("grid", info["grid"])
     table.add_row("seed", str(seed))
+    table.add_row("ice-albedo feedback", "on" if ice_albedo else "off")
     table.add_row("inputs", ", ".join(sc.INPUT_VARIABLES))
     table.add_row("outputs", "ts, ta, hus (+ rsdt insolation)")
     lo, hi = info["ts_range"]
