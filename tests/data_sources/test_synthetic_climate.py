@@ -321,6 +321,28 @@ def test_fetch_command_writes_the_dataset_offline(run_cli, tmp_path):
         np.testing.assert_array_equal(ds["ta"].values, sc.generate(6, seed=7, **SMALL)["ta"])
 
 
+def test_fetch_command_unwritable_out_is_one_line(run_cli, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path / "a-file" / "cube.nc"
+    r = run_cli(
+        "fetch",
+        "synthetic-climate",
+        "--samples",
+        "2",
+        "--nlat",
+        "4",
+        "--nlon",
+        "4",
+        "--nlev",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 1
+    assert f"cannot write {out}" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -496,10 +496,27 @@ def default_name(
 
 
 def write(ds: Any, out: Path, fmt: Format = "netcdf") -> Path:
-    """Write `ds` to `out` atomically: a temporary name beside it, then a rename."""
+    """Write `ds` to `out` atomically: a temporary name beside it, then a rename.
+
+    A file-system error (no permission, a file where a directory should be, disk full) is a
+    UserError naming the path; nothing is left behind.
+    """
+    from astrobio_cli.errors import UserError
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write(ds, out, tmp, fmt)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UserError(
+            f"cannot write {out}: {reason}; choose another --out or --data-dir"
+        ) from None
+    return out
+
+
+def _write(ds: Any, out: Path, tmp: Path, fmt: str) -> None:
     try:
         # Chunks along `sample` so a reader of one sample (CubeDataset) decompresses little:
         # NetCDF one sample per chunk, Zarr 8 (fewer, larger files).
@@ -523,7 +540,6 @@ def write(ds: Any, out: Path, fmt: Format = "netcdf") -> Path:
     finally:
         if tmp.exists():
             _remove(tmp)
-    return out
 
 
 def _chunks(da: Any, per_sample: int) -> tuple[int, ...]:
