@@ -99,6 +99,7 @@ def train_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Train a model: one process, N CPU processes (--cpu --procs N) or N GPUs (--gpus N)."""
+    from astrobio_cli.hardware import cuda_device_count
     from astrobio_cli.training import launch
     from astrobio_cli.training.config import resolve_config
     from astrobio_cli.training.data import check_data
@@ -139,6 +140,8 @@ def train_command(
     defaults = dict(spec.factory({}).train_defaults)
     cfg = resolve_config(model, flags, model_defaults=defaults, config_file=config)
     launch.check_gpus(cfg.gpus)
+    if cfg.precision == "fp16" and (cfg.cpu or not cuda_device_count()):
+        raise UsageError("--precision fp16 needs a CUDA device; on CPU use --precision bf16")
     run_dir = _run_dir(cfg)
 
     nprocs = cfg.procs if cfg.cpu else (cfg.gpus or 1)
@@ -157,7 +160,7 @@ def train_command(
     main = launch.rank() == 0
     with _Progress(enabled=main and not json_out) as progress:
         result = train(cfg, plugin, run_dir, on_log=progress.update if main else None)
-    if main:
+    if main and not os.environ.get(launch.CHILD_ENV):
         _print_summary(result.run_dir, json_out)
 
 

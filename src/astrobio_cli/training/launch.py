@@ -22,6 +22,7 @@ from astrobio_cli.hardware import cuda_device_count
 
 RUN_DIR_ENV = "ASTROBIO_RUN_DIR"
 COMMAND_LINE_ENV = "ASTROBIO_COMMAND_LINE"
+CHILD_ENV = "ASTROBIO_LAUNCH_CHILD"
 
 
 def inside_launch() -> bool:
@@ -67,6 +68,7 @@ def launch(nprocs: int, argv: list[str], run_dir: Path, *, cpu: bool) -> int:
     ]
     env = dict(os.environ)
     env[RUN_DIR_ENV] = str(run_dir)
+    env[CHILD_ENV] = "1"  # the parent prints the summary
     env.setdefault(COMMAND_LINE_ENV, shlex.join(["astrobio", *argv]))
     if cpu:
         env["CUDA_VISIBLE_DEVICES"] = ""

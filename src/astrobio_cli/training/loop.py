@@ -224,7 +224,7 @@ def train(
             t0 += time.perf_counter() - t_pause
         if step % ckpt_every == 0 or step == total:
             t_pause = time.perf_counter()
-            _save(
+            wrote = _save(
                 acc,
                 model,
                 optimizer,
@@ -238,6 +238,8 @@ def train(
                 loss_val,
                 gather_object,
             )
+            if wrote:
+                trace.event("checkpoint", step)
             t0 += time.perf_counter() - t_pause
 
     # ---- stop ------------------------------------------------------------------------------
@@ -396,7 +398,7 @@ def _save(
     plugin,
     loss_val,
     gather_object,
-) -> None:
+) -> bool:
     # get_state_dict and gather_object are collectives (FSDP gathers shards; every rank's RNG
     # goes to rank 0), so every rank calls them; only the main process writes.
     weights = acc.get_state_dict(model)
@@ -425,6 +427,7 @@ def _save(
             keep_last=cfg.keep_last,
         )
     acc.wait_for_everyone()
+    return acc.is_main_process
 
 
 class _Trace:
@@ -446,6 +449,9 @@ class _Trace:
         if self.path is not None:
             idx = [i for k in range(start, end) for i in order.indices(k)]
             self._write({"step": step + 1, "indices": idx})
+
+    def event(self, what: str, step: int) -> None:
+        self._write({"event": what, "step": step})
 
     def params(self, model) -> None:
         if self.path is None:

@@ -1,0 +1,91 @@
+"""Stops a user can act on: non-finite loss, out of memory (--auto-batch), bf16 on CPU, and the
+errors raised before any training starts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from astrobio_cli.cli import build_app
+from astrobio_cli.training.checkpoint import list_checkpoints
+from tests.training.conftest import astrobio, losses
+
+
+def _train(tiny_config, out, *extra):
+    return ["train", "cube-unet", "--cpu", "--config", str(tiny_config), "--log-every", "1",
+            "--out", str(out), *extra]  # fmt: skip
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_config, train_env):
+    out = tmp_path / "run"
+    env = {**train_env, "ASTROBIO_TEST_NAN_AT_STEP": "5"}
+    r = astrobio(*_train(tiny_config, out, "--steps", "8", "--checkpoint-every", "2"), env=env)
+    assert r.returncode == 1
+    assert "loss became nan at step 5" in r.stderr and "last good checkpoint" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-000002", "step-000004"]
+
+
+def test_out_of_memory_message_then_auto_batch(tmp_path, tiny_config, train_env):
+    env = {**train_env, "ASTROBIO_TEST_OOM_ABOVE": "2"}
+    args = ("--steps", "3", "--batch-size", "8")
+    r = astrobio(*_train(tiny_config, tmp_path / "oom", *args), env=env)
+    assert r.returncode == 1
+    for part in ("out of memory", "batch size 8", "precision fp32", "--auto-batch"):
+        assert part in r.stderr
+    r = astrobio(*_train(tiny_config, tmp_path / "auto", *args, "--auto-batch"), env=env)
+    assert r.returncode == 0, r.stderr
+    r = astrobio(*_train(tiny_config, tmp_path / "plain", *args), env=train_env)
+    assert r.returncode == 0, r.stderr
+    # the same samples in smaller pieces: the same losses up to float rounding
+    auto, plain = losses(tmp_path / "auto"), losses(tmp_path / "plain")
+    assert [s for s, _ in auto] == [1, 2, 3]
+    assert [a for _, a in auto] == pytest.approx([p for _, p in plain], rel=1e-5)
+
+
+def test_bf16_autocast_on_cpu(tmp_path, tiny_config, train_env):
+    r = astrobio(
+        *_train(tiny_config, tmp_path / "bf16", "--steps", "3", "--precision", "bf16"),
+        env=train_env,
+    )
+    assert r.returncode == 0, r.stderr
+    r = astrobio(*_train(tiny_config, tmp_path / "fp32", "--steps", "3"), env=train_env)
+    assert r.returncode == 0, r.stderr
+    bf, fp = losses(tmp_path / "bf16"), losses(tmp_path / "fp32")
+    assert all(math.isfinite(x) for _, x in bf)
+    # autocast really ran in bf16 (the losses differ) and stayed close to fp32
+    assert [x for _, x in bf] != [x for _, x in fp]
+    assert [x for _, x in bf] == pytest.approx([x for _, x in fp], rel=0.05)
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+    app = build_app()
+    return lambda *args: runner.invoke(app, list(args))
+
+
+def test_unknown_model_suggests(cli):
+    r = cli("train", "cube-unt")
+    assert r.exit_code == 2
+    assert "did you mean 'cube-unet'" in r.output
+
+
+def test_model_data_mismatch_before_training(cli, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello")
+    r = cli("train", "cube-unet", "--data", str(corpus))
+    assert r.exit_code == 2
+    assert "cannot train on text-corpus data" in r.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_too_many_gpus_and_fp16_on_cpu(cli):
+    r = cli("train", "cube-unet", "--gpus", "64")
+    assert r.exit_code == 1
+    assert "--gpus 64" in r.output and "--cpu --procs 64" in r.output
+    r = cli("train", "cube-unet", "--cpu", "--precision", "fp16")
+    assert r.exit_code == 2
+    assert "fp16 needs a CUDA device" in r.output
