@@ -119,7 +119,7 @@ fn piece_mask_generic<T: Elem>(xs: &[T], out: &mut [T], mask: &mut [bool], p: Af
     }
 }
 
-dispatch!(fn piece<T: Elem>(xs: &[T], out: &mut [T], p: Affine) -> () => piece_generic);
+dispatch!(pub(crate) fn piece<T: Elem>(xs: &[T], out: &mut [T], p: Affine) -> () => piece_generic);
 dispatch!(fn piece_mask<T: Elem>(xs: &[T], out: &mut [T], mask: &mut [bool], p: Affine) -> () => piece_mask_generic);
 
 /// Applies one [`Affine`] per variable to `data`, writing `out` and, when given, `mask`

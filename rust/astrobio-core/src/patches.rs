@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use crate::cube::{err, CubeError, Dims};
 use crate::elem::Elem;
-use crate::normalize::Affine;
+use crate::normalize::{piece, Affine};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PatchSpec {
@@ -199,11 +199,7 @@ fn tile_plane<T: Elem>(
             let o = &mut o[at..at + xs.len()];
             match p {
                 None => o.copy_from_slice(xs),
-                Some(p) => {
-                    for (y, &x) in o.iter_mut().zip(xs) {
-                        *y = T::from_f64(p.apply(x.to_f64()));
-                    }
-                }
+                Some(p) => piece(xs, o, p), // the vectorised normalise kernel, row by row
             }
             if let Some(m) = m.as_deref_mut() {
                 for (mk, &x) in m[at..at + xs.len()].iter_mut().zip(xs) {
