@@ -72,6 +72,20 @@ def register_nasa_exoplanet(register):
 
 # name -> (module, source class, CLI module, command function, description)
 _REMOTE_SOURCES = {
+    "mast-lightcurve": (
+        "mast",
+        "MastLightCurves",
+        "mast_cli",
+        "fetch_mast_lightcurve",
+        "TESS and Kepler light curves from MAST (FITS kept in the cache) as Parquet.",
+    ),
+    "mast-jwst-spectrum": (
+        "mast",
+        "MastJwstSpectra",
+        "mast_cli",
+        "fetch_mast_jwst_spectrum",
+        "JWST 1-D spectra (x1d) from MAST: wavelength, flux, error with units, as Parquet.",
+    ),
     "ncbi": (
         "ncbi",
         "Ncbi",
