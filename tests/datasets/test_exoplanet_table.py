@@ -34,6 +34,7 @@ def table(tmp_path):
             "st_teff": pa.array(teff, pa.float64()),
             "pl_eqt": pa.array(eqt, pa.float64()),
             "disc_year": pa.array(rng.integers(1995, 2024, N), pa.int64()),
+            "sy_pnum": pa.array([None if i % 9 == 4 else i % 5 + 1 for i in range(N)], pa.int64()),
         }
     )
     path = tmp_path / "planets.parquet"
@@ -103,3 +104,14 @@ def test_bad_columns_and_policies_are_clear_errors(table, tmp_path):
     (tmp_path / "x.parquet").write_text("pl_name,pl_rade\n")
     with pytest.raises(UsageError, match=r"cannot read .* as Parquet"):
         ExoplanetTable(tmp_path / "x.parquet")
+
+
+def test_integer_columns_with_nulls_are_missing_values(table):
+    path, _ = table
+    sy_pnum = np.array([np.nan if i % 9 == 4 else i % 5 + 1 for i in range(N)])
+    ds = ExoplanetTable(path, "train", features=("sy_pnum",), targets=TARGET, normalize=False)
+    rows = np.array(make_splits(N, seed=0).train)
+    eqt = pq.read_table(path, columns=["pl_eqt"]).column(0).to_numpy()
+    keep = rows[~np.isnan(sy_pnum[rows]) & ~np.isnan(eqt[rows])]
+    np.testing.assert_array_equal(ds.row_ids, keep)
+    np.testing.assert_array_equal(ds.features.numpy()[:, 0], sy_pnum[keep].astype(np.float32))
