@@ -134,7 +134,7 @@ class CubeDataset(Dataset):
     stats: {variable: {"mean", "std"}} to normalise with; default: computed on the train split.
     normalize: False yields raw physical values (stats are still computed and exposed).
     preload: read this split's variables into memory once per process (float32) instead of
-        one sample at a time: for datasets that fit in RAM it makes an item ~100x cheaper.
+        one sample at a time: for datasets that fit in RAM it makes an item ~10x cheaper.
     """
 
     def __init__(
