@@ -10,7 +10,8 @@
 Replies for a route are served in order; the last one repeats. A route can also be a function
 `handler(request) -> Reply` (for stateful services such as UWS jobs). Every request is recorded
 (method, path, query, headers, body). Faults a Reply can inject: a delay before the headers,
-a body cut short after `send_bytes` bytes (closed cleanly, or reset with RST when `reset`),
+a body cut short after `send_bytes` bytes (closed cleanly, or reset with RST when `reset`, or
+after hanging for `stall` seconds),
 Range support (`ranges=True`), a wrong Content-Range (`bad_range=True`).
 
 Fixtures using it live in tests/net/conftest.py and tests/fetch/conftest.py (`loopback`).
@@ -38,6 +39,7 @@ class Reply:
     delay: float = 0.0  # seconds before the status line
     send_bytes: int | None = None  # send only this many body bytes, then close
     reset: bool = False  # close with RST instead of FIN after send_bytes
+    stall: float = 0.0  # after send_bytes, wait this long before closing (a hung transfer)
     content_length: bool = True  # send a Content-Length header (the full body's length)
     ranges: bool = False  # honour `Range: bytes=N-` with 206
     bad_range: bool = False  # answer a Range request with a Content-Range that starts elsewhere
@@ -172,6 +174,8 @@ class LoopbackServer:
                 return
             h.wfile.write(body[: reply.send_bytes])
             h.wfile.flush()
+            if reply.stall:
+                time.sleep(reply.stall)
             if reply.reset:  # SO_LINGER 0: close() sends RST, the client sees "connection reset"
                 h.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)

@@ -294,3 +294,106 @@ def test_shown_url_is_the_url_httpx_sends(adql):
         "GET", "https://archive.example/base/TAP/sync", params={"query": adql, "format": "csv"}
     )
     assert shown == str(sent.url)
+
+
+BIG = bytes(range(256)) * 1200  # 307,200 bytes
+
+
+def test_interrupted_large_download_is_resumed_by_the_next_run(loopback, make_client, tmp_path):
+    from astrobio_cli.net.cache import Cache
+
+    etag = {"ETag": '"v1"'}
+    loopback.route("GET", "/big", Reply(200, BIG, send_bytes=200_000, ranges=True, headers=etag))
+    dest = tmp_path / "d" / "big.bin"
+    first = make_client(retry=RetryPolicy(retries=0))
+    with pytest.raises(NetworkError, match="shorter than Content-Length"):
+        first.download("big", dest, keep_partial_over=100_000)
+    assert not dest.exists()
+    kept = sorted(p.name for p in dest.parent.iterdir())
+    assert kept == [".big.bin.resume", ".big.bin.resume.json"]
+    assert (dest.parent / ".big.bin.resume").stat().st_size == 200_000
+
+    loopback.route("GET", "/big", Reply(200, BIG, ranges=True, headers=etag))
+    res = make_client().download("big", dest, keep_partial_over=100_000)
+    second = loopback.hits("/big")[1]
+    assert second.headers["range"] == "bytes=200000-"
+    assert second.headers["if-range"] == '"v1"'
+    assert res.resumed == 1
+    assert dest.read_bytes() == BIG
+    assert res.sha256 == hashlib.sha256(BIG).hexdigest()
+    assert list(dest.parent.iterdir()) == [dest]
+
+    # a partial left in the cache is swept by `cache clean`
+    (dest.parent / ".big.bin.resume").write_bytes(b"x")
+    Cache(tmp_path).clean("d")
+    assert list(dest.parent.iterdir()) == [dest]
+
+
+def test_small_or_unvalidated_partials_are_not_kept(loopback, make_client, tmp_path):
+    # no ETag/Last-Modified: If-Range impossible, so nothing is kept for a later run
+    loopback.route("GET", "/big", Reply(200, BIG, send_bytes=200_000, ranges=True))
+    dest = tmp_path / "d" / "big.bin"
+    with pytest.raises(NetworkError):
+        make_client(retry=RetryPolicy(retries=0)).download("big", dest, keep_partial_over=100_000)
+    _nothing_left(dest)
+
+
+def test_a_kept_partial_for_another_url_is_discarded(loopback, make_client, tmp_path):
+    etag = {"ETag": '"v1"'}
+    loopback.route("GET", "/big", Reply(200, BIG, send_bytes=200_000, ranges=True, headers=etag))
+    loopback.route("GET", "/other", Reply(200, BODY, ranges=True, headers=etag))
+    dest = tmp_path / "d" / "big.bin"
+    with pytest.raises(NetworkError):
+        make_client(retry=RetryPolicy(retries=0)).download("big", dest, keep_partial_over=100_000)
+    make_client().download("other", dest, keep_partial_over=100_000)
+    assert "range" not in loopback.hits("/other")[0].headers
+    assert dest.read_bytes() == BODY
+    assert list(dest.parent.iterdir()) == [dest]
+
+
+CTRL_C_SCRIPT = """
+import sys
+from astrobio_cli.net.http import HttpClient
+with HttpClient("x", base_url=sys.argv[1], timeout=30) as c:
+    c.download("big", sys.argv[2], keep_partial_over=100_000)
+"""
+
+
+def test_ctrl_c_keeps_a_large_partial_for_the_next_run(loopback, make_client, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    etag = {"ETag": '"v1"'}
+    loopback.route(
+        "GET", "/big", Reply(200, BIG, send_bytes=200_000, stall=30, ranges=True, headers=etag)
+    )
+    dest = tmp_path / "d" / "big.bin"
+    dest.parent.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT, loopback.base_url, str(dest)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while sum(p.stat().st_size for p in dest.parent.glob(".big.bin.*.part")) < 200_000:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the transfer never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "KeyboardInterrupt" in err
+    assert sorted(p.name for p in dest.parent.iterdir()) == [
+        ".big.bin.resume",
+        ".big.bin.resume.json",
+    ]
+
+    loopback.route("GET", "/big", Reply(200, BIG, ranges=True, headers=etag))
+    res = make_client().download("big", dest, keep_partial_over=100_000)
+    assert res.resumed == 1 and dest.read_bytes() == BIG
+    assert list(dest.parent.iterdir()) == [dest]

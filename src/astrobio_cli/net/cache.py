@@ -232,9 +232,10 @@ class Cache:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
             removed.append(e)
-        # stray temporary files from a killed process
+        # stray temporary files of a killed process, and partials kept for a resume
         if not corrupt_only and older_than_s is None and self.root.is_dir():
-            for part in self.root.glob(f"{source or '*'}/.*.part"):
-                with contextlib.suppress(FileNotFoundError):
-                    part.unlink()
+            for pattern in (".*.part", ".*.resume", ".*.resume.json"):
+                for part in self.root.glob(f"{source or '*'}/{pattern}"):
+                    with contextlib.suppress(FileNotFoundError):
+                        part.unlink()
         return removed

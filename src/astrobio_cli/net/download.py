@@ -6,7 +6,11 @@ hook checks the content (HTML instead of data, a TAP error...) before the file i
 place. A transfer that breaks is retried (see :class:`~astrobio_cli.net.http.HttpClient`) and,
 when bytes had arrived, resumed with `Range: bytes=N-`: a `206` whose Content-Range starts at N is
 appended; anything else starts over. The final path never holds a partial or invalid file, and no
-temporary file outlives the call.
+temporary file outlives the call, with one deliberate exception: a large transfer (at least
+`keep_partial_over` bytes) from a server that accepts ranges and names a validator (ETag or
+Last-Modified) that finally fails, or is interrupted with Ctrl-C, leaves `.<name>.resume` (+ `.json`)
+beside the destination, and the next download of the same URL to the same place continues it with
+`Range` + `If-Range` (the server sends everything again if the file changed meanwhile).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from typing import Any
 import httpx
 
 from astrobio_cli.net.content import check_body
-from astrobio_cli.net.errors import ContentError, DownloadError
-from astrobio_cli.net.files import temp_path_for
+from astrobio_cli.net.errors import ContentError, DownloadError, NetworkError
+from astrobio_cli.net.files import atomic_write_json, temp_path_for
 from astrobio_cli.net.http import HttpClient, Retryable
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
@@ -82,6 +86,7 @@ def download(
     validate: Callable[[Path, dict[str, str]], None] | None = check_body,
     expected_sha256: str | None = None,
     resume: bool = True,
+    keep_partial_over: int | None = 8 << 20,
     progress: bool | None = None,
     what: str | None = None,
 ) -> DownloadResult:
@@ -91,6 +96,8 @@ def download(
         HTML pages and TAP error documents. Pass None to skip.
     expected_sha256: when known, a mismatch is a DownloadError.
     progress: True/False, or None for "when stderr is a terminal".
+    keep_partial_over: keep a failed transfer of at least this many bytes for the next run to
+        resume (None: never keep one).
     """
     if validate is check_body:
         validate = _default_validate(client)
@@ -102,6 +109,10 @@ def download(
     what = what or f"{method} {shown}"
     base_headers = {"Accept-Encoding": "identity", **dict(headers or {})}
     st: dict[str, Any] = {"received": 0, "sha": hashlib.sha256(), "validator": None, "resumed": 0}
+    st["ranges"] = False
+    partial, partial_meta = _partial_paths(dest)
+    if resume and keep_partial_over is not None:
+        _claim_partial(partial, partial_meta, tmp, shown, st)
     bar = _progress_bar(progress, f"{client.source}")
 
     def restart() -> None:
@@ -126,7 +137,11 @@ def download(
             data=dict(data) if data is not None else None,
             headers=hdrs,
         ) as r:
+            if offset and r.status_code == 416:  # e.g. the file shrank: ask for all of it
+                restart()
+                raise Retryable(f"the server refused a resume at byte {offset} (HTTP 416)")
             client.check_status(r, what)
+            st["ranges"] = st["ranges"] or r.headers.get("accept-ranges", "").lower() == "bytes"
             encoded = r.headers.get("content-encoding", "identity").lower() not in ("", "identity")
             length = r.headers.get("content-length")
             total = int(length) if length and length.isdigit() and not encoded else None
@@ -147,7 +162,11 @@ def download(
                 offset = 0
             elif r.status_code == 206:
                 raise DownloadError(f"{what}: the server sent 206 Partial Content unasked")
-            st["validator"] = r.headers.get("etag") or r.headers.get("last-modified")
+            validator = r.headers.get("etag") or r.headers.get("last-modified")
+            if validator and not validator.startswith("W/"):  # If-Range needs a strong one
+                st["validator"] = validator
+            elif not offset:
+                st["validator"] = None
             task = None
             if bar is not None:
                 bar.start()
@@ -200,6 +219,12 @@ def download(
             except ContentError as exc:  # the server's words may quote the key back
                 raise ContentError(client.redact(str(exc))) from None
         os.replace(tmp, dest)
+    except (NetworkError, KeyboardInterrupt) as exc:
+        big = keep_partial_over is not None and st["received"] >= keep_partial_over
+        broken = not isinstance(exc, DownloadError)  # not a complete-but-wrong file
+        if resume and broken and big and st["ranges"] and st["validator"] and tmp.exists():
+            _keep_partial(tmp, partial, partial_meta, shown, st)
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -220,3 +245,36 @@ def _default_validate(client: HttpClient) -> Callable[[Path, dict[str, str]], No
         check_body(head, what=f"{client.host}", content_type=headers.get("content-type", ""))
 
     return validate
+
+
+def _partial_paths(dest: Path) -> tuple[Path, Path]:
+    return dest.with_name(f".{dest.name}.resume"), dest.with_name(f".{dest.name}.resume.json")
+
+
+def _claim_partial(partial: Path, meta: Path, tmp: Path, url: str, st: dict[str, Any]) -> None:
+    """Take over a partial left by an earlier run for the same URL (rename: only one run can)."""
+    import json
+
+    try:
+        record = json.loads(meta.read_text(encoding="utf-8"))
+        os.replace(partial, tmp)
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        return
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            meta.unlink()
+    if record.get("url") != url or not record.get("validator"):
+        tmp.unlink()
+        return
+    h = hashlib.sha256()
+    size = 0
+    with open(tmp, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    st.update(received=size, sha=h, validator=record["validator"], ranges=True)
+
+
+def _keep_partial(tmp: Path, partial: Path, meta: Path, url: str, st: dict[str, Any]) -> None:
+    atomic_write_json(meta, {"url": url, "validator": st["validator"], "bytes": st["received"]})
+    os.replace(tmp, partial)
