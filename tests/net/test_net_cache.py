@@ -107,3 +107,17 @@ def test_clean_corrupt_only_then_all(loopback, make_client, cache):
     assert not hit.path.exists() and other.path.exists()
     assert len(cache.clean()) == 1
     assert list(cache.entries()) == []
+
+
+def test_clean_older_than_keeps_recent_entries(loopback, make_client, cache):
+    loopback.route("GET", "/sync", Reply(200, BODY))
+    client = make_client()
+    old = cache.fetch("s", {"q": "old"}, lambda dest: client.download("sync", dest))
+    new = cache.fetch("s", {"q": "new"}, lambda dest: client.download("sync", dest))
+    meta = old.path.with_suffix(".json")
+    record = json.loads(meta.read_text())
+    record["created"] = "2020-01-01T00:00:00+00:00"
+    meta.write_text(json.dumps(record))
+    removed = cache.clean(older_than_s=86400)
+    assert [e.key for e in removed] == [old.entry.key]
+    assert new.path.exists() and not old.path.exists()
