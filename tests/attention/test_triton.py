@@ -33,8 +33,7 @@ CASES = [
 TOL = {"fp32": (2e-5, 8e-5), "fp16": (2e-3, 4e-3), "bf16": (3e-2, 6e-2)}
 
 
-@pytest.fixture(scope="module")
-def results():
+def _run_cases() -> dict:
     script = Path(__file__).with_name("triton_check.py")
     proc = subprocess.run(
         [sys.executable, str(script), json.dumps(CASES)],
@@ -46,23 +45,28 @@ def results():
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(
-    "i", range(len(CASES)), ids=lambda i: "-".join(map(str, CASES[i].values()))
-)
-def test_triton_forward_and_backward_match_reference(results, i):
-    case, r = CASES[i], results["cases"][i]
-    assert r["finite"], "NaN or inf in output or gradient"
-    assert r["zero_rows_ok"], "a fully padded batch element must give zero output and gradient"
-    tol_out, tol_grad = TOL[case["dtype"]]
-    assert r["out"] < tol_out
-    assert max(r["dq"], r["dk"], r["dv"]) < tol_grad
+def test_triton_kernel_under_the_interpreter():
+    # One test, one subprocess: the interpreter is slow and the flag must not leak.
+    results = _run_cases()
+    failures = []
+    for case, r in zip(CASES, results["cases"], strict=True):
+        label = "-".join(map(str, case.values()))
+        tol_out, tol_grad = TOL[case["dtype"]]
+        if not r["finite"]:
+            failures.append(f"{label}: NaN or inf in output or gradient")
+        if not r["zero_rows_ok"]:
+            failures.append(f"{label}: a fully padded batch element must give zeros and zero grad")
+        if r["out"] >= tol_out:
+            failures.append(f"{label}: output error {r['out']:.2e} >= {tol_out}")
+        grad = max(r["dq"], r["dk"], r["dv"])
+        if grad >= tol_grad:
+            failures.append(f"{label}: gradient error {grad:.2e} >= {tol_grad}")
+    assert not failures, "\n".join(failures)
 
-
-def test_triton_reads_the_kv_cache(results):
+    # Decoding against a KVCache (strided views) equals the full causal forward.
     assert results["kv_cache"]["err"] < 2e-3
 
-
-def test_triton_declines_what_it_does_not_implement(results):
+    # What the kernel does not implement is declined with the reason, never run wrongly.
     d = results["declines"]
     assert "key-padding masks only" in d["general-mask"]
     assert "fp16, bf16 or fp32" in d["fp64"]

@@ -216,21 +216,6 @@ def run_bench(config: BenchConfig, progress=None) -> dict[str, Any]:
     from astrobio_cli.hardware import has_cuda
 
     device = config.device or ("cuda" if has_cuda() else "cpu")
-    if device == "cpu" and config.backends and "triton" in config.backends:
-        # Must precede the first `import triton` of this process to take effect.
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    import torch
-
-    from astrobio_cli.settings import get_settings
-
-    threads = get_settings().threads
-    if threads and device == "cpu":
-        torch.set_num_threads(threads)
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: torch sees no CUDA device (a CPU-only torch build?)")
-    if device == "cpu":
-        _release_freed_memory()
-
     from astrobio_cli.plugins import get_host
 
     host = get_host()
@@ -244,6 +229,21 @@ def run_bench(config: BenchConfig, progress=None) -> dict[str, Any]:
         names = registered
     if "eager" in names:  # the baseline first, so every later row gets its ratios
         names = ["eager", *[n for n in names if n != "eager"]]
+
+    if device == "cpu" and "triton" in (config.backends or ()):
+        # Must precede the first definition of our kernels in this process to take effect.
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    import torch
+
+    from astrobio_cli.settings import get_settings
+
+    threads = get_settings().threads
+    if threads and device == "cpu":
+        torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device (a CPU-only torch build?)")
+    if device == "cpu":
+        _release_freed_memory()
 
     results: list[dict[str, Any]] = []
     for seq in config.seqs:

@@ -115,8 +115,11 @@ def _verdict(spec: Any, q, k, v, problem) -> tuple[bool, bool, str]:
         ok, reason = obj.supports(q, k, v, problem.mask, problem.causal, problem.training)
     except Exception as exc:  # a broken third-party backend must not break routing
         return True, False, f"supports() raised {type(exc).__name__}: {exc}"
-    if ok and problem.dropout_p > 0 and not getattr(obj, "supports_dropout", True):
-        return True, False, "does not implement dropout (dropout_p > 0)"
+    if ok and problem.dropout_p > 0:
+        # `supports_dropout`: a bool, or a callable(q) for backends where it depends on device.
+        flag = getattr(obj, "supports_dropout", True)
+        if not (flag(q) if callable(flag) else flag):
+            return True, False, f"does not implement dropout (dropout_p > 0) on {q.device.type}"
     return True, bool(ok), "" if ok else str(reason)
 
 

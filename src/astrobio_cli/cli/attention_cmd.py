@@ -90,19 +90,11 @@ def explain_problem_for(
     backend: str,
 ):
     """Describe the problem with zero-stride views (nothing big is allocated) and explain it."""
-    import torch
-
-    from astrobio_cli.attention import explain
     from astrobio_cli.hardware import has_cuda
 
-    dtypes = {
-        "fp32": torch.float32,
-        "fp16": torch.float16,
-        "bf16": torch.bfloat16,
-        "fp64": torch.float64,
-    }
-    if dtype not in dtypes:
-        raise UsageError(f"--dtype must be one of {', '.join(dtypes)}, got '{dtype}'")
+    names = ("fp32", "fp16", "bf16", "fp64")
+    if dtype not in names:
+        raise UsageError(f"--dtype must be one of {', '.join(names)}, got '{dtype}'")
     device = device or ("cuda" if has_cuda() else "cpu")
     if device not in ("cpu", "cuda"):
         raise UsageError(f"--device must be cpu or cuda, got '{device}'")
@@ -114,8 +106,14 @@ def explain_problem_for(
     ):
         if value < 1:
             raise UsageError(f"{name} must be at least 1, got {value}")
+    import torch
+
+    from astrobio_cli.attention import explain
+
     Tq, Tk, Hkv = q_len or seq, seq, kv_heads or heads
-    dt = dtypes[dtype]
+    dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}.get(
+        dtype, torch.float64
+    )
 
     def view(*shape, dtype=dt):
         return torch.empty((1,) * len(shape), dtype=dtype, device=device).expand(*shape)

@@ -67,8 +67,6 @@ def _empty_rows(q, k, mask, causal) -> torch.Tensor | None:
 
 
 class SdpaBackend:
-    supports_dropout = True
-
     def __init__(self, name: str) -> None:
         self.name = name
         self.kernel = KERNELS.get(name)  # None: PyTorch chooses
@@ -81,6 +79,10 @@ class SdpaBackend:
 
             return contextlib.nullcontext()
         return sdpa_kernel([getattr(SDPBackend, self.kernel)])
+
+    def supports_dropout(self, q) -> bool:
+        # PyTorch's CPU flash kernel has no dropout; the CUDA kernels and math do.
+        return not (self.kernel == "FLASH_ATTENTION" and q.device.type != "cuda")
 
     def supports(self, q, k, v, mask, causal, training):
         if self.name in CUDA_ONLY and q.device.type != "cuda":
