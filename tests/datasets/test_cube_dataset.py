@@ -203,3 +203,25 @@ def test_real_gloo_group_shards_by_its_own_rank(cube_files, tmp_path):
     seen = record["ranks"][0] + record["ranks"][1]
     assert sorted(seen) == record["train"]
     assert len(record["ranks"][0]) == 12 and len(record["ranks"][1]) == 12
+
+
+@pytest.mark.filterwarnings("ignore::xarray.SerializationWarning")
+def test_reads_a_real_reanalysis_cube_with_time_as_the_sample_dim():
+    """NCEP/NCAR June climatology (tests/data/climate): T, Z3 on 17 levels, TS and PS at the surface."""
+    path = Path(__file__).resolve().parents[1] / "data" / "climate" / "NCEP_06_climo.nc"
+    ds = CubeDataset(path, "train", sample_dim="time", inputs=("TS", "PS"), targets=("T", "Z3"))
+    assert len(ds) == 1 and ds.sample_shape == (17, 64, 128)
+    x, y = ds[0]
+    assert x.shape == (2, 17, 64, 128) and y.shape == (2, 17, 64, 128)
+    with xr.open_dataset(path) as ref:
+        t = ref["T"].values.astype(np.float64)
+        ts = ref["TS"].values.astype(np.float64)
+    assert ds.stats["T"]["mean"] == pytest.approx(np.nanmean(t), rel=1e-12)
+    assert ds.stats["T"]["std"] == pytest.approx(np.nanstd(t), rel=1e-10)
+    want = (ts[0] - np.nanmean(ts)) / np.nanstd(ts)
+    for level in (0, 16):  # the surface field is repeated on every level
+        np.testing.assert_allclose(x[0, level].numpy(), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(UsageError, match=r"'SHUM' .* dims"):
+        CubeDataset(path, sample_dim="time", inputs=("TS",), targets=("SHUM",))  # on lev2
+    shum = CubeDataset(path, sample_dim="time", level_dim="lev2", inputs=("TS",), targets=("SHUM",))
+    assert shum.sample_shape == (8, 64, 128)

@@ -135,6 +135,8 @@ class CubeDataset(Dataset):
     normalize: False yields raw physical values (stats are still computed and exposed).
     preload: read this split's variables into memory once per process (float32) instead of
         one sample at a time: for datasets that fit in RAM it makes an item ~10x cheaper.
+    sample_dim: the dimension that indexes samples (`sample`; e.g. `time` for a reanalysis).
+    level_dim: the level dimension (default: the first of plev, lev, level, pressure present).
     """
 
     def __init__(
@@ -149,9 +151,12 @@ class CubeDataset(Dataset):
         stats: dict[str, dict[str, float]] | None = None,
         normalize: bool = True,
         preload: bool = False,
+        sample_dim: str = SAMPLE_DIM,
+        level_dim: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.preload = preload
+        self.sample_dim = sample_dim
         self._arrays: dict[str, np.ndarray] = {}
         if split not in SPLIT_NAMES:
             raise UsageError(f"unknown split {split!r}: use one of {', '.join(SPLIT_NAMES)}")
@@ -163,11 +168,11 @@ class CubeDataset(Dataset):
         self._pid = -1
 
         ds = self._dataset()
-        if SAMPLE_DIM not in ds.dims:
+        if self.sample_dim not in ds.dims:
             raise UsageError(
-                f"datacube {self.path} has no '{SAMPLE_DIM}' dimension (dims: "
+                f"datacube {self.path} has no '{self.sample_dim}' dimension (dims: "
                 f"{', '.join(map(str, ds.dims))}); CubeDataset reads ensembles such as "
-                "`astrobio fetch synthetic-climate` writes"
+                "`astrobio fetch synthetic-climate` writes, or pass sample_dim="
             )
         missing = [v for v in (*self.input_channels, *self.target_channels) if v not in ds]
         if missing:
@@ -175,19 +180,21 @@ class CubeDataset(Dataset):
                 f"datacube {self.path} has no variable(s) {', '.join(missing)}; it has "
                 f"{', '.join(map(str, ds.data_vars))}"
             )
-        self.n_samples = int(ds.sizes[SAMPLE_DIM])
-        self._lev = _pick(list(ds.dims), LEV_DIMS)
+        self.n_samples = int(ds.sizes[self.sample_dim])
+        if level_dim is not None and level_dim not in ds.dims:
+            raise UsageError(f"datacube {self.path} has no level dimension {level_dim!r}")
+        self._lev = level_dim or _pick(list(ds.dims), LEV_DIMS)
         self._lat = _pick(list(ds.dims), LAT_DIMS)
         self._lon = _pick(list(ds.dims), LON_DIMS)
         self.sample_shape = tuple(  # (lev, lat, lon); 1 where the cube lacks the dimension
             int(ds.sizes[d]) if d is not None else 1 for d in (self._lev, self._lat, self._lon)
         )
         for name in (*self.input_channels, *self.target_channels):
-            extra = set(ds[name].dims) - {SAMPLE_DIM, self._lev, self._lat, self._lon}
-            if SAMPLE_DIM not in ds[name].dims or extra:
+            extra = set(ds[name].dims) - {self.sample_dim, self._lev, self._lat, self._lon}
+            if self.sample_dim not in ds[name].dims or extra:
                 raise UsageError(
                     f"variable {name!r} in {self.path} has dims {ds[name].dims}; expected "
-                    f"'{SAMPLE_DIM}' and any of the level/lat/lon dims"
+                    f"'{self.sample_dim}' and any of the level/lat/lon dims"
                 )
 
         if isinstance(splits, (str, Path)):
@@ -234,7 +241,7 @@ class CubeDataset(Dataset):
             acc = None
             for start in range(0, train.size, block):
                 idx = train[start : start + block]
-                st = block_stats(ds[name].isel({SAMPLE_DIM: idx}).values, name)
+                st = block_stats(ds[name].isel({self.sample_dim: idx}).values, name)
                 acc = st if acc is None else acc.merge(st)  # Chan et al.'s parallel merge
             out[name] = _stats_entry(acc, name)
         return out
@@ -273,11 +280,13 @@ class CubeDataset(Dataset):
             present = [d for d in grid if d is not None and d in da.dims]
             if self.preload:
                 if name not in self._arrays:  # (n_split, *present) in split order
-                    part = da.isel({SAMPLE_DIM: np.asarray(self.indices)})
-                    self._arrays[name] = np.asarray(part.transpose(SAMPLE_DIM, *present).values)
+                    part = da.isel({self.sample_dim: np.asarray(self.indices)})
+                    self._arrays[name] = np.asarray(
+                        part.transpose(self.sample_dim, *present).values
+                    )
                 arr = self._arrays[name][k].astype(np.float64)
             else:
-                one = da.isel({SAMPLE_DIM: self.indices[k]})
+                one = da.isel({self.sample_dim: self.indices[k]})
                 arr = np.asarray(one.transpose(*present).values, dtype=np.float64)
             shape = [self.sample_shape[a] if d in present else 1 for a, d in enumerate(grid)]
             chans.append(np.broadcast_to(arr.reshape(shape), self.sample_shape))
