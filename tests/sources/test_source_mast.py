@@ -201,7 +201,7 @@ def test_fits_without_expected_columns_is_named(mast, cli, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_jwst_x1d_by_proposal(mast, run_cli, tmp_path):
+def test_jwst_x1d_by_proposal(mast, run_cli, cli, tmp_path):
     body, arrays = x1d("WASP-39", "01366", 60, 9, extensions=2)
     other, arrays2 = x1d("WASP-39", "01366", 30, 10, flux_unit="mJy")
     j = "mast:JWST/product/"
@@ -260,8 +260,8 @@ def test_jwst_x1d_by_proposal(mast, run_cli, tmp_path):
     assert t.schema.field("flux").metadata[b"unit"] == b"Jy"
     assert set(t.column("target").to_pylist()) == {"WASP-39"}
     assert t.column("obs_id").to_pylist()[0] == "jw01366-o001_t001_nirspec_clear-prism"
-    r = run_cli("fetch", "mast-jwst-spectrum", "--target", "WASP-39", "--dry-run")
-    assert r.returncode == 0
+    r = cli("fetch", "mast-jwst-spectrum", "--target", "WASP-39", "--dry-run")
+    assert r.exit_code == 0
     assert (
         '"service": "Mast.Name.Lookup"' in r.stdout
         and f"POST {mast.base_url}/v0/invoke" in r.stdout
