@@ -1,0 +1,380 @@
+"""`astrobio serve`: a trained checkpoint behind a small HTTP API (FastAPI, run by uvicorn).
+
+    GET  /health        liveness: {"status": "ok", "model": ..., "uptime_s": ...}
+    GET  /v1/models     what is loaded: checkpoint, step, options, run card, input schema, limits
+    POST /v1/predict    {"instances": [ {...}, ... ]} -> {"predictions": [ {...}, ... ]}
+    POST /v1/generate   text models only: {"prompt": ..., "max_new_tokens": ..., "stream": true}
+                        streams tokens as server-sent events (`data: {"token": ...}`)
+
+Inputs are validated by a pydantic model per served model: a missing, mistyped, out-of-range or
+unknown field is a 422 whose `detail[].loc` names it (e.g. `["body", "instances", 0,
+"obliquity"]`). A body over the size limit is a 413 before it is read in full; a batch over
+`max_batch` instances a 422. The server keeps serving after bad requests.
+
+How a model is served (the "serving adapter"): a model plugin may define
+`serve_adapter(model, datasets) -> adapter`; otherwise the built-in adapters here are used
+(`cube-unet`). An adapter has:
+
+    input_model       a pydantic model of ONE instance (extra fields forbidden)
+    predict(items)    a list of validated instances -> a list of JSON-able dicts (one per item)
+    describe()        JSON-able notes for /v1/models (units, grid, ...)
+    generate(...)     optional: (prompt, max_new_tokens, temperature) -> iterator of text pieces
+
+Inference runs one request at a time under a lock (torch already uses every core for one
+batch); concurrent requests queue in uvicorn's thread pool and all get answered.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from astrobio_cli.errors import UsageError, UserError
+
+DEFAULT_MAX_REQUEST_BYTES = 1_000_000
+DEFAULT_MAX_BATCH = 64
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass
+class Served:
+    """A loaded model ready to answer requests."""
+
+    name: str
+    checkpoint: Path
+    meta: dict[str, Any]
+    run_card: dict[str, Any] | None
+    adapter: Any
+    device: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def load_served(spec: Any, checkpoint: Path, *, device: str | None = None) -> Served:
+    """Rebuild the model from the checkpoint's own options and load its weights (safetensors)."""
+    import torch
+
+    from astrobio_cli.training import checkpoint as ckpt
+
+    path = ckpt.resolve_checkpoint(Path(checkpoint))
+    meta = ckpt.load_meta(path)
+    if meta.get("model") != spec.name:
+        raise UsageError(
+            f"checkpoint {path} holds a '{meta.get('model')}' model, not '{spec.name}'; "
+            f"run `astrobio serve {meta.get('model')} --checkpoint {checkpoint}`"
+        )
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device; use --device cpu")
+    plugin = spec.factory(meta.get("model_options") or {})
+    data = meta.get("data")
+    datasets = plugin.make_datasets(Path(data) if data else None, seed=meta.get("seed", 0))
+    model = plugin.build(datasets)
+    missing, unexpected = model.load_state_dict(ckpt.load_weights(path), strict=False)
+    if missing or unexpected:
+        raise UsageError(
+            f"checkpoint {path} does not fit the model built from its options "
+            f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
+        )
+    model.to(device).eval()
+    adapter = make_adapter(spec.name, plugin, model, datasets)
+    card_path = path.parent.parent / "run_card.json"
+    run_card = None
+    if card_path.is_file():
+        try:
+            run_card = json.loads(card_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            run_card = None
+    return Served(spec.name, path, meta, run_card, adapter, device)
+
+
+def make_adapter(name: str, plugin: Any, model: Any, datasets: Any) -> Any:
+    own = getattr(plugin, "serve_adapter", None)
+    if callable(own):
+        return own(model, datasets)
+    if name in BUILTIN_ADAPTERS:
+        return BUILTIN_ADAPTERS[name](plugin, model, datasets)
+    known = ", ".join(sorted(BUILTIN_ADAPTERS))
+    raise UserError(
+        f"model '{name}' has no serving adapter: its plugin defines no serve_adapter(model, "
+        f"datasets) and the built-in adapters cover {known} (see docs/deploy.md, 'Serving')"
+    )
+
+
+# -- cube-unet ----------------------------------------------------------------------------------
+
+
+class CubeUNetAdapter:
+    """Planet parameters in, the predicted climate (air temperature and humidity) out.
+
+    An instance is what `synthetic-climate` samples for one planet: stellar_flux, rotation_period,
+    obliquity, greenhouse_factor, surface_albedo and an optional land mask (lat x lon of 0/1,
+    default all ocean). Inputs are turned into the model's channels by the plugin's own
+    `to_tensors`, with the training split's statistics (the training samples are kept in memory
+    for that: the standardisation is then exactly the one the model was trained with).
+    """
+
+    def __init__(self, plugin: Any, model: Any, datasets: Any) -> None:
+        import numpy as np
+        from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+        from astrobio_models import cube_unet as cu
+        from astrobio_models._common import split_indices
+
+        self.cu, self.model = cu, model
+        path = datasets.provenance.get("path") or str(cu.default_data_path())
+        arrays, _ = cu.load_cube(Path(path))
+        n = arrays["ta"].shape[0]
+        train_idx, _ = split_indices(n, plugin.config["val_fraction"], plugin.config["split_seed"])
+        # Only what to_tensors reads, for the training samples (stats come from these alone).
+        per_sample = [k for k in arrays if k not in ("lat", "plev")]
+        self.train = {k: arrays[k][train_idx] for k in per_sample}
+        self.lat, self.plev = arrays["lat"], arrays["plev"]
+        nlat, nlon = arrays["land_mask"].shape[1:]
+        self.nlat, self.nlon = nlat, nlon
+        lon = np.arange(nlon) * 360.0 / nlon
+        self.grid = {"plev_pa": self.plev.tolist(), "lat": self.lat.tolist(), "lon": lon.tolist()}
+
+        class CubeUNetInput(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            stellar_flux: float = Field(gt=0, le=1e5, description="W m-2 at the orbit (Earth 1361)")
+            rotation_period: float = Field(gt=0, le=1e4, description="day")
+            obliquity: float = Field(ge=0, le=90, description="degree")
+            greenhouse_factor: float = Field(ge=0, le=1, description="grey long-wave absorptivity")
+            surface_albedo: float = Field(ge=0, lt=1, description="ice-free ocean albedo")
+            land_mask: list[list[float]] | None = Field(
+                None, description=f"{nlat} x {nlon} of 0 (ocean) or 1 (land); default: all ocean"
+            )
+
+            @field_validator("land_mask")
+            @classmethod
+            def _grid(cls, v):
+                if v is None:
+                    return v
+                if len(v) != nlat or any(len(row) != nlon for row in v):
+                    raise ValueError(f"must be {nlat} rows (lat) of {nlon} values (lon)")
+                if any(x not in (0.0, 1.0) for row in v for x in row):
+                    raise ValueError("values must be 0 (ocean) or 1 (land)")
+                return v
+
+        self.input_model = CubeUNetInput
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "outputs": {
+                "ta": "air temperature, K, (plev, lat, lon)",
+                "hus": "specific humidity, kg kg-1, (plev, lat, lon)",
+                "ts_mean": "area-weighted global mean surface temperature, K",
+            },
+            "grid": self.grid,
+            "training_ranges": "see `astrobio fetch synthetic-climate --help`",
+        }
+
+    def predict(self, items: list[Any]) -> list[dict[str, Any]]:
+        import numpy as np
+        import torch
+
+        from astrobio_data_sources.synthetic_climate import annual_insolation
+
+        k = len(items)
+        new: dict[str, np.ndarray] = {}
+        for name in self.cu.SCALARS:
+            new[name] = np.array([getattr(it, name) for it in items], dtype=np.float64)
+        land = np.zeros((k, self.nlat, self.nlon))
+        for i, it in enumerate(items):
+            if it.land_mask is not None:
+                land[i] = np.asarray(it.land_mask, dtype=np.float64)
+        new["land_mask"] = land
+        new["rsdt"] = annual_insolation(new["stellar_flux"], new["obliquity"], self.lat)
+        shape = (k, *self.train["ta"].shape[1:])
+        new["ta"], new["hus"] = np.zeros(shape), np.zeros(shape)  # targets: unused here
+        joined = {n: np.concatenate([self.train[n], new[n]]) for n in self.train}
+        joined["lat"], joined["plev"] = self.lat, self.plev
+        n_train = self.train["ta"].shape[0]
+        ctx = self.cu.to_tensors(joined, list(range(n_train)))
+        x = ctx["x"][n_train:]
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            y = self.model(x.to(device)).float().cpu()
+        phys = self.cu.unscale(y, ctx).double().numpy()  # (k, 2, Z, Y, X)
+        area = ctx["area"].double().numpy()  # (Y,) weights summing to 1
+        out = []
+        for i in range(k):
+            ts = phys[i, 0, 0]  # surface level
+            out.append(
+                {
+                    "ts_mean": float((ts.mean(axis=1) * area).sum()),
+                    "ta": np.round(phys[i, 0], 4).tolist(),
+                    "hus": phys[i, 1].tolist(),
+                }
+            )
+        return out
+
+
+BUILTIN_ADAPTERS: dict[str, Any] = {"cube-unet": CubeUNetAdapter}
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413. Checked on the declared
+    Content-Length, and while reading (chunked bodies): the body is read here chunk by chunk,
+    at most `limit` bytes are held, and the app gets it only when it fits."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._reject(send, int(declared))
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return
+            body = message.get("body", b"")
+            seen += len(body)
+            if seen > self.limit:
+                return await self._reject(send, seen)
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, send, size: int) -> None:
+        body = json.dumps(
+            {
+                "detail": f"request body of {size} bytes or more is over the limit of "
+                f"{self.limit} bytes (astrobio serve --max-request-bytes); send fewer instances "
+                "per request"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    served: Served,
+    *,
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> Any:
+    """The FastAPI app for one loaded model (a factory: nothing global)."""
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import StreamingResponse
+    from pydantic import BaseModel, ConfigDict, Field, create_model
+
+    from astrobio_cli import __version__
+
+    adapter = served.adapter
+    started = time.time()
+    app = FastAPI(
+        title=f"astrobio serve {served.name}",
+        version=__version__,
+        description=f"Predictions of the {served.name} checkpoint {served.checkpoint}",
+    )
+
+    PredictRequest = create_model(
+        "PredictRequest",
+        __config__=ConfigDict(extra="forbid"),
+        instances=(
+            list[adapter.input_model],
+            Field(min_length=1, max_length=max_batch, description="one or more inputs"),
+        ),
+    )
+
+    class PredictResponse(BaseModel):
+        model: str
+        predictions: list[dict[str, Any]]
+
+    class GenerateRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        prompt: str = Field(min_length=1, max_length=10_000)
+        max_new_tokens: int = Field(32, ge=1, le=1024)
+        temperature: float = Field(0.0, ge=0.0, le=5.0)
+        stream: bool = True
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": served.name, "uptime_s": round(time.time() - started, 1)}
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {
+            "data": [
+                {
+                    "id": served.name,
+                    "checkpoint": str(served.checkpoint),
+                    "step": served.meta.get("step"),
+                    "model_options": served.meta.get("model_options"),
+                    "device": served.device,
+                    "generates_text": callable(getattr(adapter, "generate", None)),
+                    "input_schema": adapter.input_model.model_json_schema(),
+                    "describe": adapter.describe(),
+                    "limits": {"max_request_bytes": max_request_bytes, "max_batch": max_batch},
+                    "run_card": served.run_card,
+                }
+            ]
+        }
+
+    @app.post("/v1/predict", response_model=PredictResponse)
+    def predict(request: PredictRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        # A sync endpoint: FastAPI runs it in its thread pool; the lock serialises the model.
+        with served.lock:
+            predictions = adapter.predict(request.instances)
+        return {"model": served.name, "predictions": predictions}
+
+    @app.post("/v1/generate")
+    def generate(request: GenerateRequest):
+        gen = getattr(adapter, "generate", None)
+        if not callable(gen):
+            raise HTTPException(
+                status_code=404,
+                detail=f"model '{served.name}' does not generate text; /v1/generate serves "
+                "text models such as llm-lora",
+            )
+        if not request.stream:
+            with served.lock:
+                text = "".join(gen(request.prompt, request.max_new_tokens, request.temperature))
+            return {"model": served.name, "text": text}
+
+        def events() -> Iterator[str]:
+            with served.lock:
+                for piece in gen(request.prompt, request.max_new_tokens, request.temperature):
+                    yield f"data: {json.dumps({'token': piece})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    app.add_middleware(BodyLimit, limit=max_request_bytes)
+    return app
