@@ -17,7 +17,7 @@ def test_bench_json_on_a_small_size(run_cli, tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     args = ["bench", "attention", "--seq", "48,64", "--heads", "4", "--kv-heads", "2",
             "--head-dim", "32", "--causal", "--repeats", "2", "--json", str(out), "--plot", str(png),
-            "--backends", "eager,sdpa-flash,sdpa-efficient,flash-attn,sliding-window"]  # fmt: skip
+            "--backends", "eager,auto,sdpa-flash,sdpa-efficient,flash-attn,sliding-window"]  # fmt: skip
     if need_module("triton")[0]:
         args[-1] += ",triton"
     res = run_cli(*args, env={"COLUMNS": "220"})
@@ -40,6 +40,10 @@ def test_bench_json_on_a_small_size(run_cli, tmp_path):
         assert flash["tflops"] == pytest.approx(
             bench.flops(1, 4, seq, seq, 32, True, "fwd") / (flash["ms_median"] / 1e3) / 1e12
         )
+        auto = rows[(seq, "auto")]
+        assert auto["status"] == "ran" and auto["max_abs_err"] < 1e-5
+        if doc["config"]["device"] == "cpu":
+            assert auto["reason"] == "routes to sdpa-flash"
         assert rows[(seq, "sdpa-efficient")]["status"] == "skipped"
         assert "CUDA" in rows[(seq, "sdpa-efficient")]["reason"]
         assert rows[(seq, "flash-attn")]["status"] == "skipped"

@@ -54,6 +54,7 @@ RESULT_KEYS = (
 MATERIALISING = ("eager", "sdpa-math", "example-naive")
 REF_BUDGET = 1 << 24  # float64 score elements the reference may hold (128 MiB per tensor)
 CEILING = "fp32-matmul-ceiling"
+AUTO = "auto"  # a row for attention(..., backend="auto"): routing included, as models call it
 
 
 @dataclass
@@ -221,12 +222,12 @@ def run_bench(config: BenchConfig, progress=None) -> dict[str, Any]:
     host = get_host()
     registered = [s.name for s in host.specs("attention")]
     if config.backends:
-        unknown = [b for b in config.backends if b not in registered]
+        unknown = [b for b in config.backends if b not in registered and b != AUTO]
         if unknown:
             host.get("attention", unknown[0])  # raises UnknownNameError with a suggestion
         names = list(dict.fromkeys(config.backends))
     else:
-        names = registered
+        names = [AUTO, *registered]
     if "eager" in names:  # the baseline first, so every later row gets its ratios
         names = ["eager", *[n for n in names if n != "eager"]]
 
@@ -297,8 +298,13 @@ def _bench_one_length(config, device, names, seq, say) -> list[dict[str, Any]]:
 
     rows = []
     for name in names:
-        spec = host.get("attention", name)
         say(f"T={seq} {name}")
+        if name == AUTO:
+            rows.append(
+                _auto_row(config, device, q, k, v, do, problem, ref, ref_rows, ref_heads, work)
+            )
+            continue
+        spec = host.get("attention", name)
         if name == "triton" and device == "cpu":
             if config.backends and "triton" in config.backends:
                 rows.append(_interpreter_row(spec, config, seq))
@@ -329,43 +335,73 @@ def _bench_one_length(config, device, names, seq, say) -> list[dict[str, Any]]:
         impl = backend_instance(spec)
 
         def call(impl=impl):
-            out = impl(q, k, v, mask=None, causal=config.causal, scale=problem.scale)
-            if train:
-                out.backward(do)
-                for t in (q, k, v):
-                    t.grad = None
-            return out
+            return impl(q, k, v, mask=None, causal=config.causal, scale=problem.scale)
 
-        try:
-            with torch.no_grad() if not train else contextlib.nullcontext():
-                out = call()  # warm-up, and the output checked against the reference
-                err = (out.detach()[:, :ref_heads, -ref_rows:].double() - ref).abs().max().item()
-                del out
-                times = _time(call, config.repeats, device)
-                peak = _peak(call, device)
-        except Exception as exc:
-            if _is_oom(exc):
-                rows.append(_row(name, "out of memory", str(exc).splitlines()[0][:200], spec.exact))
-            else:
-                rows.append(_row(name, "failed", f"{type(exc).__name__}: {exc}"[:300], spec.exact))
-            if device == "cuda":
-                torch.cuda.empty_cache()
-            continue
-        med = statistics.median(times)
+        inexact = "" if spec.exact else "inexact by design: error is the approximation's"
         rows.append(
-            _row(
-                name,
-                "ran",
-                "" if spec.exact else "inexact by design: error is the approximation's",
-                spec.exact,
-                max_abs_err=err,
-                ms_median=med,
-                ms_min=min(times),
-                tflops=work / (med / 1e3) / 1e12,
-                peak_mem_mb=peak,
-            )
-        )
+            _measure(name, spec.exact, inexact, call, config, device, q, k, v, do, ref, ref_rows,
+                     ref_heads, work)
+        )  # fmt: skip
     return rows
+
+
+def _measure(name, exact, note, fwd, config, device, q, k, v, do, ref, ref_rows, ref_heads, work):
+    """Warm up, check the output against the reference, time, measure memory: one row."""
+    import torch
+
+    train = do is not None
+
+    def call():
+        out = fwd()
+        if train:
+            out.backward(do)
+            for t in (q, k, v):
+                t.grad = None
+        return out
+
+    try:
+        with torch.no_grad() if not train else contextlib.nullcontext():
+            out = call()  # warm-up, and the output checked against the reference
+            err = (out.detach()[:, :ref_heads, -ref_rows:].double() - ref).abs().max().item()
+            del out
+            times = _time(call, config.repeats, device)
+            peak = _peak(call, device)
+    except Exception as exc:
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        if _is_oom(exc):
+            return _row(name, "out of memory", str(exc).splitlines()[0][:200], exact)
+        return _row(name, "failed", f"{type(exc).__name__}: {exc}"[:300], exact)
+    med = statistics.median(times)
+    return _row(
+        name,
+        "ran",
+        note,
+        exact,
+        max_abs_err=err,
+        ms_median=med,
+        ms_min=min(times),
+        tflops=work / (med / 1e3) / 1e12,
+        peak_mem_mb=peak,
+    )
+
+
+def _auto_row(config, device, q, k, v, do, problem, ref, ref_rows, ref_heads, work):
+    """attention(..., backend="auto") through the interface, as a model calls it."""
+    from astrobio_cli.attention.core import attention
+    from astrobio_cli.attention.routing import BackendUnsupportedError, select_backend
+
+    try:
+        impl = select_backend(q, k, v, problem, "auto")
+    except BackendUnsupportedError as exc:
+        return _row(AUTO, "skipped", str(exc), True)
+    chosen = getattr(impl, "name", type(impl).__name__)
+
+    def call():
+        return attention(q, k, v, causal=config.causal)
+
+    return _measure(AUTO, True, f"routes to {chosen}", call, config, device, q, k, v, do, ref,
+                    ref_rows, ref_heads, work)  # fmt: skip
 
 
 def _reference(q, k, v, causal):
