@@ -46,7 +46,6 @@ def _version_callback(value: bool) -> None:
 def build_app(host=None) -> typer.Typer:
     """Build the command-line app. `host` is a PluginHost (default: the installed plugins)."""
     from astrobio_cli import _state
-    from astrobio_cli import plugins as plugin_host
 
     app = typer.Typer(
         name="astrobio",
@@ -100,9 +99,9 @@ def build_app(host=None) -> typer.Typer:
             },
         )
 
-    if host is not None:
-        plugin_host.get_host.cache_clear()
-        _set_host(host)
+    # Each app uses the host it was built with: a given one (tests, notebooks) or the installed
+    # plugins. Resetting here keeps one app's host from leaking into the next one built.
+    _set_host(host)
 
     for dotted in COMMAND_MODULES:
         try:
