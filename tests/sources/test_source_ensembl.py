@@ -116,7 +116,7 @@ def test_rate_limit_headers_and_retry_after(ensembl, tmp_path):
     )
     waits: list[float] = []
     q = en.EnsemblQuery.from_options(ids="ENSG00000139618", symbols="TP53")
-    res = en.fetch(q, out=tmp_path / "r.parquet", sleep=waits.append)
+    res = en.fetch(q, out=tmp_path / "r.parquet", sleep=waits.append, progress=True)
     assert len(ensembl.hits("/lookup/id/ENSG00000139618")) == 2  # the 429 was waited out
     # Remaining 0 with a 7 s reset: the next request waited for the window.
     assert len(waits) == 1 and 6.0 < waits[0] <= 7.0

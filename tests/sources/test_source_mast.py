@@ -172,7 +172,7 @@ def test_kepler_quarter_filter(mast, tmp_path):
         mast, {}, obs, prods, {prods["3001"][0]["dataURI"]: q1, prods["3001"][1]["dataURI"]: q2}
     )
     q = m.LightCurveQuery.from_options(f"KIC {KIC}", quarter="2", flux="sap")
-    m.fetch_lightcurves(q, out=tmp_path / "k.parquet")
+    m.fetch_lightcurves(q, out=tmp_path / "k.parquet", progress=True)  # byte bars on stderr
     t = pq.read_table(tmp_path / "k.parquet")
     assert t.column("quarter").to_pylist() == [2] * 25
     np.testing.assert_array_equal(t.column("flux").to_numpy(), b2["sap"])  # SAP_FLUX, by request

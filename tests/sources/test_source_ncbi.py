@@ -136,6 +136,11 @@ def test_accessions_by_id_and_not_found(ncbi, cli, tmp_path):
     assert r.exit_code == 1
     assert "ZZ999999" in r.stderr and "not found" in r.stderr
     assert not out2.parent.exists()
+    from astrobio_cli.net.cache import Cache
+    from astrobio_cli.settings import get_settings
+
+    # The incomplete answer was not cached (the complete one from before is the only entry).
+    assert len(list(Cache(get_settings().cache_dir).entries("ncbi"))) == 1
 
 
 def test_query_without_hits_is_not_found(ncbi, cli, tmp_path):

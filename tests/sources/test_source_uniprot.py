@@ -166,7 +166,8 @@ def test_rate_limit_is_waited_out(uniprot, tmp_path):
         return good(req)
 
     uniprot.route("GET", "/uniprotkb/search", handle)
-    up.fetch(up.UniprotQuery.from_options("reviewed:true", page_size=5), out=tmp_path / "r.parquet")
+    q = up.UniprotQuery.from_options("reviewed:true", page_size=5)
+    up.fetch(q, out=tmp_path / "r.parquet", progress=True)  # the page bar draws on stderr
     assert len(calls) == 3
     assert pq.read_table(tmp_path / "r.parquet").num_rows == 8
 

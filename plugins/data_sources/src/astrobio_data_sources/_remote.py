@@ -485,3 +485,50 @@ def cached_small(
         return SmallResult(shown, r.status_code, len(body), hashlib.sha256(body).hexdigest(), hdrs)
 
     return cache.fetch(source, dict(key), fetch, refresh=refresh)
+
+
+class Steps:
+    """A rich progress bar counting requests (pages, lookups) on stderr, for loops of small
+    requests that have no byte-level bar. Silent when stderr is not a terminal (or `enabled`
+    is False). Use as a context manager; `advance()` after each step."""
+
+    def __init__(self, description: str, total: int | None = None, enabled: bool | None = None):
+        import sys
+
+        self.description, self.total = description, total
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Steps:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, n: int = 1, total: int | None = None) -> None:
+        if self._progress is not None:
+            if total is not None:
+                self._progress.update(self._task, total=total)
+            self._progress.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()

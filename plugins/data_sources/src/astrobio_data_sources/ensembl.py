@@ -214,6 +214,7 @@ def fetch(
     out: Path | None = None,
     refresh: bool = False,
     sleep: Any = None,
+    progress: bool | None = None,
 ):
     from astrobio_cli.net.cache import Cache
     from astrobio_cli.net.errors import ContentError
@@ -225,6 +226,7 @@ def fetch(
         NotFoundError,
         RateLimitHeaders,
         SourceResult,
+        Steps,
         cached_small,
         check_out,
         default_out,
@@ -277,31 +279,34 @@ def fetch(
                     ) from None
                 raise
             fetched.append(Fetched(hit.entry.record["url"], hit))
+            steps.advance()
             return json_body(hit.path, what)
 
-        for kind, asked, path, params in q.requests():
-            doc = get(kind, asked, path, params)
-            row = {
-                "query": asked,
-                **{k: doc.get(k) for k in doc if not isinstance(doc[k], (list, dict))},
-            }
-            row["_doc"] = doc
-            if q.sequence:
-                spath, sparams = q.sequence_request(str(doc.get("id") or asked))
-                sdoc = get("sequence", asked, spath, sparams)
-                seq = sdoc.get("seq") or ""
-                row.update(seq=seq, desc=sdoc.get("desc"), molecule=sdoc.get("molecule"))
+        total = len(q.requests()) * (2 if q.sequence else 1) + len(q.regions)
+        with Steps("ensembl requests", total, enabled=progress) as steps:
+            for kind, asked, path, params in q.requests():
+                doc = get(kind, asked, path, params)
+                row = {
+                    "query": asked,
+                    **{k: doc.get(k) for k in doc if not isinstance(doc[k], (list, dict))},
+                }
+                row["_doc"] = doc
+                if q.sequence:
+                    spath, sparams = q.sequence_request(str(doc.get("id") or asked))
+                    sdoc = get("sequence", asked, spath, sparams)
+                    seq = sdoc.get("seq") or ""
+                    row.update(seq=seq, desc=sdoc.get("desc"), molecule=sdoc.get("molecule"))
+                    row["sequence_length"] = len(seq)
+                    doc["seq"] = seq
+                rows.append(row)
+            for _kind, asked, path, params in q.region_requests():
+                doc = get("region", asked, path, params)
+                row = _region_row(asked, doc, q.species)
+                seq = doc.get("seq") or ""
+                row.update(seq=seq, desc=doc.get("id"), molecule=doc.get("molecule"))
                 row["sequence_length"] = len(seq)
-                doc["seq"] = seq
-            rows.append(row)
-        for _kind, asked, path, params in q.region_requests():
-            doc = get("region", asked, path, params)
-            row = _region_row(asked, doc, q.species)
-            seq = doc.get("seq") or ""
-            row.update(seq=seq, desc=doc.get("id"), molecule=doc.get("molecule"))
-            row["sequence_length"] = len(seq)
-            row["_doc"] = doc
-            rows.append(row)
+                row["_doc"] = doc
+                rows.append(row)
 
         table = summary_table(rows)
         query = ",".join(q.ids + q.symbols + q.regions)

@@ -365,9 +365,15 @@ def fetch(
     with _client() as client:
         what = f"NCBI ({client.host})"
 
-        def efetch(params: dict[str, Any], key: dict[str, Any], label: str):
+        def efetch(params: dict[str, Any], key: dict[str, Any], label: str, expect: list[str] = ()):
             def validate(tmp: Path, _h: dict[str, str]) -> None:
-                parse_records(tmp.read_text("utf-8", "replace"), q.fmt, f"{what} {label}")
+                got = parse_records(tmp.read_text("utf-8", "replace"), q.fmt, f"{what} {label}")
+                missing = _missing(tuple(expect), got)
+                if missing:  # never cache an answer that lacks what was asked for
+                    raise NotFoundError(
+                        f"NCBI {q.db}: accession(s) {', '.join(missing)} not found (the server "
+                        f"returned {len(got)} of {len(expect)} records); nothing written"
+                    )
 
             try:
                 hit = cached(
@@ -398,7 +404,7 @@ def fetch(
             for batch in q.id_batches():
                 params = efetch_params(q, ids=batch)
                 key = {"efetch": q.db, "id": batch, "rettype": q.rettype}
-                efetch(params, key, f"efetch of {len(batch)} accession(s)")
+                efetch(params, key, f"efetch of {len(batch)} accession(s)", batch)
             missing = _missing(q.ids, records)
             if missing:
                 raise NotFoundError(

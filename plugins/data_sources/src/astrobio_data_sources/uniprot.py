@@ -276,6 +276,7 @@ def fetch(
         HttpStatusError,
         NotFoundError,
         SourceResult,
+        Steps,
         cached,
         cached_small,
         check_out,
@@ -322,29 +323,33 @@ def fetch(
                 url: str | None = "uniprotkb/search"
                 params: dict[str, Any] | None = q.params()
                 page, got = 0, 0
-                while url is not None:
-                    label = f"page {page + 1}"
-                    key = {"search": q.params(), "page": page}
-                    hit = cached_small(
-                        cache,
-                        client,
-                        SOURCE,
-                        url,
-                        params=params,
-                        key=key,
-                        refresh=refresh,
-                        validate=lambda b, _h, label=label: check(b, label),
-                        keep_headers=("link", "x-total-results"),
-                        allow=(400, 404),
-                    )
-                    fetched.append(Fetched(hit.entry.record["url"], hit))
-                    text = hit.path.read_text("utf-8")
-                    texts.append((text, label, hit.path))
-                    got += _count(text, q.fmt)
-                    if q.limit is not None and got >= q.limit:
-                        break
-                    url, params = next_link(hit.entry.record["headers"].get("link")), None
-                    page += 1
+                with Steps("uniprot pages", enabled=progress) as steps:
+                    while url is not None:
+                        label = f"page {page + 1}"
+                        key = {"search": q.params(), "page": page}
+                        hit = cached_small(
+                            cache,
+                            client,
+                            SOURCE,
+                            url,
+                            params=params,
+                            key=key,
+                            refresh=refresh,
+                            validate=lambda b, _h, label=label: check(b, label),
+                            keep_headers=("link", "x-total-results"),
+                            allow=(400, 404),
+                        )
+                        fetched.append(Fetched(hit.entry.record["url"], hit))
+                        text = hit.path.read_text("utf-8")
+                        texts.append((text, label, hit.path))
+                        got += _count(text, q.fmt)
+                        total = _int(hit.entry.record["headers"].get("x-total-results"))
+                        pages = -(-min(total, q.limit or total) // q.page_size) if total else None
+                        steps.advance(total=pages)
+                        if q.limit is not None and got >= q.limit:
+                            break
+                        url, params = next_link(hit.entry.record["headers"].get("link")), None
+                        page += 1
         except HttpStatusError as exc:
             if exc.status in (400, 404):
                 raise NotFoundError(f"UniProt query {q.query!r}: {exc}") from None
@@ -415,6 +420,13 @@ def fetch(
         bytes=sum(f.hit.entry.bytes for f in net),
         notes=[f"{len(fetched)} page(s)"] if not q.stream else [],
     )
+
+
+def _int(v: str | None) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except ValueError:
+        return None
 
 
 def _count(text: str, fmt: str) -> int:
