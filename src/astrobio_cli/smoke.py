@@ -365,12 +365,11 @@ def _imports(runner: _Runner, ctx: _Context) -> None:
     for b in host.broken:
         broken.setdefault(b.plugin.name, []).append(b.error)
     for info in host.plugins:
-        registered = [
-            f"{KIND_LABEL[k]} {n}"
-            for k, entries in host.entries.items()
-            for n, e in entries.items()
-            if e.plugin.name == info.name
-        ]
+        registered = []
+        for k, entries in host.entries.items():
+            mine = sorted(n for n, e in entries.items() if e.plugin.name == info.name)
+            if mine:
+                registered.append(f"{KIND_LABEL[k]}s {', '.join(mine)}")
 
         def check(info=info, registered=registered) -> str:
             if info.name in broken:
@@ -378,7 +377,7 @@ def _imports(runner: _Runner, ctx: _Context) -> None:
                     f"plugin '{info.name}' from '{info.dist}' {info.version} is broken: "
                     + "; ".join(broken[info.name])
                 )
-            return f"{info.dist} {info.version}: " + (", ".join(registered) or "no specs")
+            return f"{info.dist} {info.version}: " + ("; ".join(registered) or "no specs")
 
         runner.run(f"import[{info.name}]", "imports", check)
     for (kind, name), clashing in sorted(host.conflicts.items()):
