@@ -35,6 +35,20 @@ MODELS = (
         "3D U-Net surrogate for climate datacubes (attention bottleneck, physical loss terms).",
         None,
     ),
+    (
+        "datacube-cnn",
+        "datacube_cnn",
+        ("climate-cube",),
+        "Depthwise-separable 3D CNN with squeeze-excitation: scalar targets from climate cubes.",
+        None,
+    ),
+    (
+        "spectral-transformer",
+        "spectral_transformer",
+        ("transmission-spectra",),
+        "Transformer over transmission spectra predicting atmospheric parameters.",
+        None,
+    ),
 )
 
 
