@@ -115,6 +115,12 @@ def make_client(
     )
 
 
+def keyed(client: HttpClient, key: Mapping[str, Any]) -> dict[str, Any]:
+    """A source's own cache key, plus the service's base URL (a mirror or a test server never
+    answers for another). Never holds the API key."""
+    return {"base_url": client.base_url, **dict(key)}
+
+
 def request_line(
     client: HttpClient,
     method: str,
@@ -157,7 +163,7 @@ def cached(
     from astrobio_cli.net.download import download
 
     request = (
-        dict(key)
+        keyed(client, key)
         if key is not None
         else {
             "method": method,
@@ -484,7 +490,7 @@ def cached_small(
         atomic_write_bytes(dest, body)
         return SmallResult(shown, r.status_code, len(body), hashlib.sha256(body).hexdigest(), hdrs)
 
-    return cache.fetch(source, dict(key), fetch, refresh=refresh)
+    return cache.fetch(source, keyed(client, key), fetch, refresh=refresh)
 
 
 class Steps:

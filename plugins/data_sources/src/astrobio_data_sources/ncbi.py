@@ -349,6 +349,7 @@ def fetch(
         default_out,
         json_body,
         json_validator,
+        keyed,
         write_file_with_provenance,
         write_outputs,
     )
@@ -465,7 +466,7 @@ def fetch(
                     "retmax": size,
                 }
                 if (
-                    refresh or cache.lookup(SOURCE, request_key(SOURCE, key)) is None
+                    refresh or cache.lookup(SOURCE, request_key(SOURCE, keyed(client, key))) is None
                 ) and not state["fresh"]:
                     search(True)  # the cached WebEnv may have expired: ask for a new one
                 hist = {
