@@ -117,13 +117,16 @@ class FakeMast:
 
     names: {name: (ra, dec)}; observations: CAOM rows (obsid, obs_collection, dataproduct_type,
     target_name, sequence_number, proposal_id, s_ra, s_dec); products: {obsid: [product rows]};
-    files: {dataURI: bytes}. `executing` answers the first N invokes with status EXECUTING.
+    files: {dataURI: bytes}. `executing` answers the first N invokes with status EXECUTING; `throttle` the first N
+    downloads with 429.
     """
 
-    def __init__(self, srv, names=None, observations=None, products=None, files=None, executing=0):
+    def __init__(
+        self, srv, names=None, observations=None, products=None, files=None, executing=0, throttle=0
+    ):
         self.names, self.obs = names or {}, observations or []
         self.products, self.files = products or {}, files or {}
-        self.executing = executing
+        self.executing, self.throttle = executing, throttle
         self.services: list[str] = []
         srv.route("POST", "/v0/invoke", self.invoke)
         srv.route("GET", "/v0.1/Download/file", self.download)
@@ -179,6 +182,9 @@ class FakeMast:
         return True
 
     def download(self, req: Request) -> Reply:
+        if self.throttle:  # MAST's answer to too many requests: 429 + Retry-After
+            self.throttle -= 1
+            return Reply(429, b"Too Many Requests", {"Retry-After": "0"})
         body = self.files.get(req.q("uri"))
         if body is None:
             return Reply(

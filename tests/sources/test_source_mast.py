@@ -168,9 +168,8 @@ def test_kepler_quarter_filter(mast, tmp_path):
             product("3001", k + "kplr011446443-2009259160929_llc.fits", "LLC"),
         ]
     }
-    FakeMast(
-        mast, {}, obs, prods, {prods["3001"][0]["dataURI"]: q1, prods["3001"][1]["dataURI"]: q2}
-    )
+    files = {prods["3001"][0]["dataURI"]: q1, prods["3001"][1]["dataURI"]: q2}
+    FakeMast(mast, {}, obs, prods, files, throttle=1)
     q = m.LightCurveQuery.from_options(f"KIC {KIC}", quarter="2", flux="sap")
     m.fetch_lightcurves(q, out=tmp_path / "k.parquet", progress=True)  # byte bars on stderr
     t = pq.read_table(tmp_path / "k.parquet")
@@ -179,6 +178,8 @@ def test_kepler_quarter_filter(mast, tmp_path):
     assert t.column("quality").to_pylist() == b2["quality"].tolist()  # from SAP_QUALITY
     assert t.schema.field("time").metadata[b"unit"] == b"BJD - 2454833, days"
     assert set(t.column("mission").to_pylist()) == {"Kepler"}
+    # The first download was refused with 429 + Retry-After and asked again.
+    assert len(mast.hits("/v0.1/Download/file")) == 3
 
 
 def test_unknown_target_and_no_observations(mast, cli, tmp_path):
