@@ -217,7 +217,112 @@ class CubeUNetAdapter:
         return out
 
 
-BUILTIN_ADAPTERS: dict[str, Any] = {"cube-unet": CubeUNetAdapter}
+# -- causal language models (llm-lora) ---------------------------------------------------------
+
+
+def find_tokenizer(plugin: Any, datasets: Any) -> Any:
+    """The tokenizer a text model trained with: on the plugin, or in its datasets' context."""
+    for holder in (plugin, getattr(datasets, "context", None), datasets):
+        if holder is None:
+            continue
+        tok = holder.get("tokenizer") if isinstance(holder, dict) else None
+        tok = tok or getattr(holder, "tokenizer", None)
+        if tok is not None:
+            return tok
+    return None
+
+
+class CausalLMAdapter:
+    """A Hugging Face style causal LM (a PEFT LoRA model included): prompt in, text out.
+
+    Generation is incremental through the KV cache: the prompt is run once, then each new token
+    is fed alone with the cached keys and values (`past_key_values`), so a token costs one
+    position of attention, not the whole sequence. Greedy at temperature 0, sampling otherwise.
+    """
+
+    def __init__(self, plugin: Any, model: Any, datasets: Any, tokenizer: Any = None) -> None:
+        from pydantic import BaseModel, ConfigDict, Field
+
+        self.model = model
+        self.tokenizer = tokenizer or find_tokenizer(plugin, datasets)
+        if self.tokenizer is None:
+            raise UserError(
+                f"model '{getattr(plugin, 'name', '?')}' exposes no tokenizer (plugin.tokenizer "
+                "or datasets.context['tokenizer']); it cannot be served"
+            )
+        cfg = getattr(model, "config", None)
+        self.max_positions = int(
+            getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 0) or 0
+        )
+
+        class TextInput(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            prompt: str = Field(min_length=1, max_length=10_000)
+            max_new_tokens: int = Field(32, ge=1, le=1024)
+            temperature: float = Field(0.0, ge=0.0, le=5.0)
+
+        self.input_model = TextInput
+
+    def describe(self) -> dict[str, Any]:
+        return {"outputs": {"text": "the continuation of the prompt"}, "kv_cache": True}
+
+    def predict(self, items: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {"text": "".join(self.generate(it.prompt, it.max_new_tokens, it.temperature))}
+            for it in items
+        ]
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text))
+
+    def _decode(self, ids: list[int]) -> str:
+        try:
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
+        except TypeError:
+            return self.tokenizer.decode(ids)
+
+    def generate(self, prompt: str, max_new_tokens: int, temperature: float) -> Iterator[str]:
+        import torch
+
+        ids = self._encode(prompt)
+        if not ids:
+            return
+        if self.max_positions:
+            room = self.max_positions - max_new_tokens
+            if room < 1:
+                max_new_tokens, room = self.max_positions - 1, 1
+            ids = ids[-room:]  # keep the end of a long prompt
+        device = next(self.model.parameters()).device
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        new: list[int] = []
+        text_so_far = ""
+        past = None
+        step_input = torch.tensor([ids], device=device)  # (1, T): the prompt, once
+        with torch.no_grad():
+            for _ in range(max_new_tokens):
+                out = self.model(input_ids=step_input, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                logits = out.logits[0, -1].float().cpu()
+                if temperature > 0:
+                    probs = torch.softmax(logits / temperature, dim=-1)
+                    token = int(torch.multinomial(probs, 1, generator=gen))
+                else:
+                    token = int(logits.argmax())
+                if eos is not None and token == eos:
+                    break
+                new.append(token)
+                text = self._decode(new)
+                if len(text) > len(text_so_far) and text.startswith(text_so_far):
+                    yield text[len(text_so_far) :]
+                    text_so_far = text
+                step_input = torch.tensor([[token]], device=device)  # (1, 1) with the cache
+        text = self._decode(new)
+        if text != text_so_far and text.startswith(text_so_far):
+            yield text[len(text_so_far) :]
+
+
+BUILTIN_ADAPTERS: dict[str, Any] = {"cube-unet": CubeUNetAdapter, "llm-lora": CausalLMAdapter}
 
 
 # -- the app ------------------------------------------------------------------------------------
