@@ -182,15 +182,24 @@ def test_cuda_requested_without_one_fails(toy_host):
 def test_native_check_catches_a_wrong_extension(monkeypatch):
     from astrobio_cli import _native
 
-    assert smoke._native()  # the real extension passes
-    real = _native.stats
+    assert "NCEP" in smoke._native()  # the real extension passes
+    real_stats, real_regrid = _native.stats, _native.regrid
 
-    def off_by_a_little(data, threads=0):
-        count, mean, std, lo, hi = real(data, threads)
+    def stats_off_by_a_little(data, threads=0):
+        count, mean, std, lo, hi = real_stats(data, threads)
         return count, [m * (1 + 1e-6) for m in mean], std, lo, hi
 
-    monkeypatch.setattr(_native, "stats", off_by_a_little)
-    with pytest.raises(RuntimeError, match="mean"):
+    monkeypatch.setattr(_native, "stats", stats_off_by_a_little)
+    with pytest.raises(RuntimeError, match="native stats mean"):
+        smoke._native()
+    monkeypatch.setattr(_native, "stats", real_stats)
+
+    def regrid_shifted(data, out, *args):
+        real_regrid(data, out, *args)
+        out[..., 0] = out[..., 1]  # one longitude column wrong
+
+    monkeypatch.setattr(_native, "regrid", regrid_shifted)
+    with pytest.raises(RuntimeError, match="regrid"):
         smoke._native()
 
 
