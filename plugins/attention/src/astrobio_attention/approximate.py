@@ -10,11 +10,18 @@ import torch
 from astrobio_attention.eager import eager_attention, grouped
 
 
-def window_band(Tq: int, Tk: int, window: int, causal: bool, device) -> torch.Tensor:
+def window_band(
+    Tq: int, Tk: int, window: int, causal: bool, device, rows=(0, None), cols=(0, None)
+) -> torch.Tensor:
     """(Tq, Tk) boolean band: query i (at key position i' = i + Tk - Tq) sees key j when
-    0 <= i' - j < window (causal) or |i' - j| < window (not causal)."""
-    i = torch.arange(Tq, device=device).unsqueeze(1) + (Tk - Tq)
-    j = torch.arange(Tk, device=device).unsqueeze(0)
+    0 <= i' - j < window (causal) or |i' - j| < window (not causal).
+
+    rows, cols: (start, stop) to build only that block of the band.
+    """
+    r0, r1 = rows[0], Tq if rows[1] is None else rows[1]
+    c0, c1 = cols[0], Tk if cols[1] is None else cols[1]
+    i = torch.arange(r0, r1, device=device).unsqueeze(1) + (Tk - Tq)
+    j = torch.arange(c0, c1, device=device).unsqueeze(0)
     d = i - j
     if causal:
         return (d >= 0) & (d < window)
@@ -56,7 +63,7 @@ class SlidingWindowBackend:
             if hi <= lo:
                 outs.append(torch.zeros_like(q[:, :, s:e]))
                 continue
-            band = window_band(Tq, Tk, W, causal, q.device)[s:e, lo:hi][None, None]
+            band = window_band(Tq, Tk, W, causal, q.device, (s, e), (lo, hi))[None, None]
             m = _slice_mask(mask, slice(s, e), slice(lo, hi))
             if m is None:
                 m = band

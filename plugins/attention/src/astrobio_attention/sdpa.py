@@ -178,5 +178,24 @@ def _cuda_check(kernel, q, k, v, mask, causal, gqa, training):
         ok = fn(params, True)
     if ok:
         return True, ""
-    why = "; ".join(str(w.message).strip() for w in caught) or "PyTorch's checks declined it"
+    why = "; ".join(str(w.message).strip() for w in caught) or _known_limits(kernel, q, attn_mask)
     return False, why
+
+
+def _known_limits(kernel, q, attn_mask) -> str:
+    """A reason when PyTorch's debug output went to the C++ log instead of Python warnings."""
+    D = q.shape[-1]
+    if kernel == "FLASH_ATTENTION":
+        if q.dtype not in (torch.float16, torch.bfloat16):
+            return f"the CUDA flash kernel takes fp16 or bf16, not {q.dtype}"
+        if attn_mask is not None:
+            return "the CUDA flash kernel takes no attn_mask (mask or Tq != Tk causal band)"
+        if D > 256 or D % 8:
+            return f"the CUDA flash kernel needs head dim <= 256 and a multiple of 8, got {D}"
+        if torch.cuda.get_device_capability(q.device)[0] < 8:
+            return "the CUDA flash kernel needs sm80 or newer"
+    if kernel == "CUDNN_ATTENTION" and q.dtype not in (torch.float16, torch.bfloat16):
+        return f"the cuDNN kernel takes fp16 or bf16, not {q.dtype}"
+    return (
+        f"PyTorch's {kernel} checks declined it (details in the C++ log: TORCH_CPP_LOG_LEVEL=INFO)"
+    )
