@@ -482,7 +482,6 @@ def _native() -> str:
 
 
 def _data() -> str:
-    import numpy as np
     import torch
     from torch.utils.data import DataLoader
 
@@ -513,7 +512,6 @@ def _data() -> str:
     m, s = float(ys.mean()), float(ys.std())
     if not (abs(m) < 0.5 and 0.5 < s < 1.5):
         raise RuntimeError(f"train targets are not normalised: mean {m:.3f}, std {s:.3f}")
-    del np
     return (
         f"{path.name}: {ds.n_samples} samples; DataLoader batch x {want_x}, y {want_y}, "
         f"train targets mean {m:+.2f} std {s:.2f}"
