@@ -110,6 +110,13 @@ def test_regrid_and_patches_give_training_samples(run_cli, tmp_path):
     )
     want = ((rg - st["mean"]) / st["std"]).values[0]
     np.testing.assert_allclose(got["T"].values[k], want, rtol=1e-4, atol=1e-4)
+    # the store is a training set: each tile is one sample of CubeDataset
+    from astrobio_cli.data.datasets import CubeDataset
+
+    train = CubeDataset(out, "train", inputs=("T",), targets=("T",), seed=0)
+    assert len(train) > 0
+    x0, y0 = train[0]
+    assert tuple(x0.shape) == (1, 17, 32, 32) and tuple(y0.shape) == (1, 17, 32, 32)
     # reusing the stats on the same data reproduces the store exactly
     again = tmp_path / "again.zarr"
     r = invoke(

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use crate::cube::{segments, CubeError, Dims, CHUNK};
 use crate::elem::Elem;
 use crate::reduce::Moments;
-use crate::simd::dispatch;
+use crate::simd::{dispatch, prefetch, PREFETCH};
 
 /// Statistics of one variable. Empty (all NaN) gives count 0 and NaN everywhere else.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,7 +75,6 @@ impl VarStats {
 }
 
 const LANES: usize = 8;
-
 #[inline(always)]
 fn piece_stats_generic<T: Elem>(xs: &[T]) -> VarStats {
     let Some(first) = xs.iter().map(|x| x.to_f64()).find(|x| !x.is_nan()) else {
@@ -88,7 +87,8 @@ fn piece_stats_generic<T: Elem>(xs: &[T]) -> VarStats {
     let mut lo = [f64::INFINITY; LANES];
     let mut hi = [f64::NEG_INFINITY; LANES];
     let mut it = xs.chunks_exact(LANES);
-    for c in &mut it {
+    for (k, c) in (&mut it).enumerate() {
+        prefetch(xs, k * LANES + PREFETCH);
         for l in 0..LANES {
             let v = c[l].to_f64();
             let ok = !v.is_nan();
