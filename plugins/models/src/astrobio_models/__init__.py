@@ -26,6 +26,10 @@ def _factory(module: str):
     return build
 
 
+def _needs(module: str, pip_name: str):
+    return lambda: need_module(module, pip_name)
+
+
 MODELS = (
     # (name, module, data kinds, description, availability check)
     (
@@ -49,6 +53,13 @@ MODELS = (
         "Transformer over transmission spectra predicting atmospheric parameters.",
         None,
     ),
+    (
+        "graph-vae",
+        "graph_vae",
+        ("metabolic-network",),
+        "Variational graph auto-encoder over cobra's metabolic networks (link reconstruction).",
+        _needs("torch_geometric", "torch-geometric"),
+    ),
 )
 
 
@@ -65,7 +76,3 @@ def register_models(register):
                 **extra,
             )
         )
-
-
-def _needs(module: str, pip_name: str):
-    return lambda: need_module(module, pip_name)
