@@ -119,3 +119,20 @@ def test_regular_grid():
     assert (lon[0], lon[-1], lon.size) == (0.0, 357.5, 144)
     with pytest.raises(ValueError, match="grid step"):
         dc.regular_grid(7.0)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_pipeline_takes_stats_from_the_train_samples(native):
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((6, 2, 3, 8, 16)) * 4 + 50).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[4:] += 100  # validation samples from another climate: must not leak into the stats
+    res = dc.pipeline(x, train=x[:4], fill="mean", mask=True, native=native)
+    per_var = np.moveaxis(x[:4], 1, 0).reshape(2, -1).astype(np.float64)
+    np.testing.assert_allclose(res.stats.mean, np.nanmean(per_var, axis=1), rtol=1e-12)
+    want = (x.astype(np.float64) - res.stats.mean[:, None, None, None]) / res.stats.std[
+        :, None, None, None
+    ]
+    want = np.where(np.isnan(x), 0.0, want)
+    np.testing.assert_allclose(res.data, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(res.mask, ~np.isnan(x))
