@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from astrobio_attention.eager import eager_attention, grouped
+from astrobio_attention.eager import grouped
 
 
 def window_band(
@@ -46,7 +46,12 @@ class SlidingWindowBackend:
     supports_dropout = True
 
     def __init__(self, window: int) -> None:
+        from astrobio_attention.sdpa import SdpaBackend
+
         self.window = int(window)
+        # Each block is an exact masked attention: PyTorch's SDPA (fused where it can be, our
+        # empty-row handling included) is several times faster than eager math on the CPU.
+        self._block = SdpaBackend("sdpa")
 
     def supports(self, q, k, v, mask, causal, training):
         return True, ""
@@ -72,7 +77,7 @@ class SlidingWindowBackend:
             else:
                 m = m.masked_fill(~band, float("-inf"))
             outs.append(
-                eager_attention(
+                self._block(
                     q[:, :, s:e],
                     k[:, :, lo:hi],
                     v[:, :, lo:hi],
