@@ -60,6 +60,13 @@ MODELS = (
         "Variational graph auto-encoder over cobra's metabolic networks (link reconstruction).",
         _needs("torch_geometric", "torch-geometric"),
     ),
+    (
+        "llm-lora",
+        "llm_lora",
+        ("exoplanet-table", "text-corpus"),
+        "Causal language model fine-tuned with PEFT LoRA on text generated from an exoplanet table.",
+        _needs("peft", "peft"),
+    ),
 )
 
 
