@@ -60,6 +60,28 @@ def test_bf16_autocast_on_cpu(tmp_path, tiny_config, train_env):
     assert [x for _, x in bf] == pytest.approx([x for _, x in fp], rel=0.05)
 
 
+def test_eval_json_and_plot(tmp_path, tiny_config, train_env):
+    import json
+
+    out = tmp_path / "run"
+    r = astrobio(*_train(tiny_config, out, "--steps", "2"), env=train_env)
+    assert r.returncode == 0, r.stderr
+    png = tmp_path / "fig.png"
+    r = astrobio(
+        "eval", "cube-unet", "--checkpoint", str(out), "--json", "--plot", str(png), env=train_env
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["step"] == 2 and report["primary_metric"] == ["rmse", "lower"]
+    assert set(report["baselines"]) == {"climatology", "linear"}
+    assert report["samples"] == 64
+    # the climatology baseline predicts the training mean: its R^2 on held-out data is ~0
+    assert abs(report["baselines"]["climatology"]["r2"]) < 0.05
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = astrobio("eval", "graph-vae", "--checkpoint", str(out), env=train_env)
+    assert r.returncode == 2 and "holds a 'cube-unet' model" in r.stderr
+
+
 @pytest.fixture
 def cli():
     runner = CliRunner()

@@ -300,7 +300,7 @@ def eval_command(
     check_data(model, spec.data_kinds, data)
     report = evaluate_checkpoint(spec, checkpoint, data=data, plot=plot)
     if json_out:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps(report, indent=2, default=str))
         return
     from rich.console import Console
     from rich.table import Table

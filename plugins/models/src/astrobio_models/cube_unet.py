@@ -196,8 +196,8 @@ def load_cube(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         provenance = {
             "path": str(path),
             "source": ds.attrs.get("source", ""),
-            "seed": ds.attrs.get("seed"),
-            "generator_version": ds.attrs.get("generator_version"),
+            "seed": _plain(ds.attrs.get("seed")),
+            "generator_version": _plain(ds.attrs.get("generator_version")),
         }
     return arrays, provenance
 
@@ -245,6 +245,11 @@ def to_tensors(a: dict[str, Any], train_idx: list[int]) -> dict[str, Any]:
         "area": torch.tensor(area / area.sum(), dtype=f32),
         "scalars": torch.tensor(scal_n, dtype=f32),
     }
+
+
+def _plain(v: Any) -> Any:
+    """NetCDF attributes come back as NumPy scalars: make them JSON-ready."""
+    return v.item() if hasattr(v, "item") else v
 
 
 class CubeItems:
