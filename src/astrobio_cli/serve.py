@@ -240,7 +240,16 @@ class CausalLMAdapter:
     position of attention, not the whole sequence. Greedy at temperature 0, sampling otherwise.
     """
 
-    def __init__(self, plugin: Any, model: Any, datasets: Any, tokenizer: Any = None) -> None:
+    def __init__(
+        self,
+        plugin: Any,
+        model: Any,
+        datasets: Any,
+        tokenizer: Any = None,
+        *,
+        prefix_ids: tuple[int, ...] = (),
+        eos_id: int | None = None,
+    ) -> None:
         from pydantic import BaseModel, ConfigDict, Field
 
         self.model = model
@@ -250,6 +259,10 @@ class CausalLMAdapter:
                 f"model '{getattr(plugin, 'name', '?')}' exposes no tokenizer (plugin.tokenizer "
                 "or datasets.context['tokenizer']); it cannot be served"
             )
+        self.prefix_ids = list(prefix_ids)  # e.g. a beginning-of-text id the model trained with
+        self.eos_id = (
+            eos_id if eos_id is not None else getattr(self.tokenizer, "eos_token_id", None)
+        )
         cfg = getattr(model, "config", None)
         self.max_positions = int(
             getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 0) or 0
@@ -284,7 +297,7 @@ class CausalLMAdapter:
     def generate(self, prompt: str, max_new_tokens: int, temperature: float) -> Iterator[str]:
         import torch
 
-        ids = self._encode(prompt)
+        ids = self.prefix_ids + self._encode(prompt)
         if not ids:
             return
         if self.max_positions:
@@ -293,7 +306,7 @@ class CausalLMAdapter:
                 max_new_tokens, room = self.max_positions - 1, 1
             ids = ids[-room:]  # keep the end of a long prompt
         device = next(self.model.parameters()).device
-        eos = getattr(self.tokenizer, "eos_token_id", None)
+        eos = self.eos_id
         gen = torch.Generator(device="cpu").manual_seed(0)
         new: list[int] = []
         text_so_far = ""
@@ -322,7 +335,20 @@ class CausalLMAdapter:
             yield text[len(text_so_far) :]
 
 
-BUILTIN_ADAPTERS: dict[str, Any] = {"cube-unet": CubeUNetAdapter, "llm-lora": CausalLMAdapter}
+def llm_lora_adapter(plugin: Any, model: Any, datasets: Any) -> CausalLMAdapter:
+    """llm-lora: its own character tokenizer frames each text with BOS ... EOS ids; a Hugging
+    Face tokenizer (--model-path) adds its own special tokens and has an eos_token_id."""
+    from astrobio_models import llm_lora
+
+    tok = plugin.tokenizer
+    if isinstance(tok, llm_lora.CharTokenizer):
+        return CausalLMAdapter(
+            plugin, model, datasets, tok, prefix_ids=(llm_lora.BOS,), eos_id=llm_lora.EOS
+        )
+    return CausalLMAdapter(plugin, model, datasets, tok)
+
+
+BUILTIN_ADAPTERS: dict[str, Any] = {"cube-unet": CubeUNetAdapter, "llm-lora": llm_lora_adapter}
 
 
 # -- the app ------------------------------------------------------------------------------------
