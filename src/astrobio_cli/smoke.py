@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,7 +83,8 @@ class CheckResult:
     status: str  # passed | failed | skipped
     detail: str  # what was checked (passed), the error (failed) or the reason (skipped)
     seconds: float
-    traceback: str = ""  # for failures, the formatted traceback (shown with --debug / in JSON)
+    traceback: str = ""  # for failures, the formatted traceback (in the JSON report)
+    warnings: list[str] = field(default_factory=list)  # warnings raised while it ran (JSON)
 
 
 @dataclass
@@ -152,16 +154,23 @@ class _Runner:
     def run(self, name: str, group: str, fn: Callable[[], str | None]) -> CheckResult:
         t0 = time.perf_counter()
         tb = ""
-        try:
-            detail = fn() or ""
-            status = PASSED
-        except Skip as exc:
-            status, detail = SKIPPED, str(exc)
-        except Exception as exc:  # a check's failure is data, never a crash of the whole run
-            status = FAILED
-            detail = _one_line(exc)
-            tb = traceback.format_exc()
-        return self.add(CheckResult(name, group, status, detail, time.perf_counter() - t0, tb))
+        # Library warnings (deprecations in torch or transformers) are kept with the check that
+        # raised them, in the JSON report, instead of interleaving with the table.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                detail = fn() or ""
+                status = PASSED
+            except Skip as exc:
+                status, detail = SKIPPED, str(exc)
+            except Exception as exc:  # a check's failure is data, never a crash of the whole run
+                status = FAILED
+                detail = _one_line(exc)
+                tb = traceback.format_exc()
+        seen = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+        return self.add(
+            CheckResult(name, group, status, detail, time.perf_counter() - t0, tb, seen)
+        )
 
     def add(self, result: CheckResult) -> CheckResult:
         self.results.append(result)

@@ -101,6 +101,9 @@ def _render(console, report) -> None:
             f"required [bold]{escape(r.item)}[/]: [{style}]{r.status}[/] {escape(r.detail)}"
         )
     n = report.counts()
+    warned = sum(len(c.warnings) for c in report.checks)
+    if warned:
+        console.print(f"{warned} library warning(s) while checking: see the JSON report (--json)")
     verdict = "[bold green]ready[/]" if report.ok else "[bold red]NOT ready[/]"
     console.print(
         f"{verdict}: {n['passed']} passed, {n['failed']} failed, {n['skipped']} skipped "
