@@ -122,16 +122,18 @@ pub fn patches<T: Elem>(
     if want == 0 {
         return Ok(());
     }
-    let tile = spec.lat * spec.lon;
-    let one = |q: usize, o: &mut [T], m: Option<&mut [bool]>| {
-        tile_plane(data, &dims, &spec, &g, params, pad_value, q, o, m)
+    // One task per band of tiles sharing (sample, lev tile, lat tile): its output is
+    // contiguous, and it reads each source row once, front to back, writing the row's pieces
+    // into every lon tile (reading tile by tile would jump a whole row per 32 elements).
+    let band = g.lon_tiles * dims.vars * g.lev_size * spec.lat * spec.lon;
+    let one = |b: usize, o: &mut [T], m: Option<&mut [bool]>| {
+        tile_band(data, &dims, &spec, &g, params, pad_value, b, o, m)
     };
     match mask {
         None => out
-            .par_chunks_mut(tile)
+            .par_chunks_mut(band)
             .enumerate()
-            .with_min_len(16)
-            .for_each(|(q, o)| one(q, o, None)),
+            .for_each(|(b, o)| one(b, o, None)),
         Some(mask) => {
             if mask.len() != want {
                 return err(format!(
@@ -139,72 +141,84 @@ pub fn patches<T: Elem>(
                     mask.len()
                 ));
             }
-            out.par_chunks_mut(tile)
-                .zip(mask.par_chunks_mut(tile))
+            out.par_chunks_mut(band)
+                .zip(mask.par_chunks_mut(band))
                 .enumerate()
-                .with_min_len(16)
-                .for_each(|(q, (o, m))| one(q, o, Some(m)))
+                .for_each(|(b, (o, m))| one(b, o, Some(m)))
         }
     }
     Ok(())
 }
 
-/// Fills output plane `q` (one tile of one level of one variable of one sample).
+/// Fills band `b` = (sample, lev tile, lat tile) of the output: all its lon tiles, variables,
+/// levels and rows. `out` is laid out `(lon tile, var, lev, row, col)`.
 #[allow(clippy::too_many_arguments)]
-#[inline]
-fn tile_plane<T: Elem>(
+fn tile_band<T: Elem>(
     data: &[T],
     dims: &Dims,
     spec: &PatchSpec,
     g: &PatchGrid,
     params: Option<&[Affine]>,
     pad_value: T,
-    q: usize,
+    b: usize,
     out: &mut [T],
     mut mask: Option<&mut [bool]>,
 ) {
-    // q = ((((s * tiles + t) * vars + v) * lev_size) + l)
-    let l = q % g.lev_size;
-    let r = q / g.lev_size;
-    let v = r % dims.vars;
-    let r = r / dims.vars;
-    let t = r % g.tiles();
-    let s = r / g.tiles();
-    let xt = t % g.lon_tiles;
-    let yt = (t / g.lon_tiles) % g.lat_tiles;
-    let lt = t / (g.lon_tiles * g.lat_tiles);
-    let lev = lt * spec.lev_stride + l;
-    let plane = ((s * dims.vars + v) * dims.levs + lev) * dims.plane();
-    let x0 = xt * spec.lon_stride;
-    let p = params.map(|p| p[v]);
-    for row in 0..spec.lat {
-        let o = &mut out[row * spec.lon..(row + 1) * spec.lon];
-        let mut m = mask
-            .as_deref_mut()
-            .map(|m| &mut m[row * spec.lon..(row + 1) * spec.lon]);
-        let y = (yt * spec.lat_stride + row) as isize - spec.lat_pad as isize;
-        if y < 0 || y >= dims.lats as isize {
-            let pad = p.map_or(pad_value, |p| T::from_f64(p.fill));
-            o.fill(pad);
-            if let Some(m) = m.as_deref_mut() {
-                m.fill(false);
-            }
-            continue;
-        }
-        let src = &data[plane + y as usize * dims.lons..plane + (y as usize + 1) * dims.lons];
-        // Longitude wraps at most once because lon <= lons.
-        let first = spec.lon.min(dims.lons - x0);
-        let pieces = [(&src[x0..x0 + first], 0), (&src[..spec.lon - first], first)];
-        for (xs, at) in pieces {
-            let o = &mut o[at..at + xs.len()];
-            match p {
-                None => o.copy_from_slice(xs),
-                Some(p) => piece(xs, o, p), // the vectorised normalise kernel, row by row
-            }
-            if let Some(m) = m.as_deref_mut() {
-                for (mk, &x) in m[at..at + xs.len()].iter_mut().zip(xs) {
-                    *mk = !x.to_f64().is_nan();
+    let yt = b % g.lat_tiles;
+    let lt = (b / g.lat_tiles) % g.lev_tiles;
+    let s = b / (g.lat_tiles * g.lev_tiles);
+    let (ph, pw) = (spec.lat, spec.lon);
+    for v in 0..dims.vars {
+        let p = params.map(|p| p[v]);
+        for l in 0..g.lev_size {
+            let lev = lt * spec.lev_stride + l;
+            let plane = ((s * dims.vars + v) * dims.levs + lev) * dims.plane();
+            for r in 0..ph {
+                let y = (yt * spec.lat_stride + r) as isize - spec.lat_pad as isize;
+                let src = (y >= 0 && y < dims.lats as isize).then(|| {
+                    let y = y as usize;
+                    &data[plane + y * dims.lons..plane + (y + 1) * dims.lons]
+                });
+                for xt in 0..g.lon_tiles {
+                    let at = ((xt * dims.vars + v) * g.lev_size + l) * ph * pw + r * pw;
+                    let o = &mut out[at..at + pw];
+                    let m = mask.as_deref_mut().map(|m| &mut m[at..at + pw]);
+                    let Some(src) = src else {
+                        o.fill(p.map_or(pad_value, |p| T::from_f64(p.fill)));
+                        if let Some(m) = m {
+                            m.fill(false);
+                        }
+                        continue;
+                    };
+                    row_piece(src, xt * spec.lon_stride, p, o, m);
                 }
+            }
+        }
+    }
+}
+
+/// Writes `src[x0..x0 + out.len()]` (wrapping once at the end of the row) to `out`, through
+/// `p` when given; `mask` gets "not NaN".
+#[inline]
+fn row_piece<T: Elem>(
+    src: &[T],
+    x0: usize,
+    p: Option<Affine>,
+    out: &mut [T],
+    mut mask: Option<&mut [bool]>,
+) {
+    let pw = out.len();
+    // Longitude wraps at most once because lon <= lons.
+    let first = pw.min(src.len() - x0);
+    for (xs, at) in [(&src[x0..x0 + first], 0), (&src[..pw - first], first)] {
+        let o = &mut out[at..at + xs.len()];
+        match p {
+            None => o.copy_from_slice(xs),
+            Some(p) => piece(xs, o, p), // the vectorised normalise kernel
+        }
+        if let Some(m) = mask.as_deref_mut() {
+            for (mk, &x) in m[at..at + xs.len()].iter_mut().zip(xs) {
+                *mk = !x.to_f64().is_nan();
             }
         }
     }
