@@ -181,3 +181,27 @@ def test_explain_command_rejects_a_bad_dtype(run_cli):
     assert res.returncode == 2
     assert "--dtype must be one of" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_routing_uses_the_host_given_to_the_app(monkeypatch):
+    from astrobio_cli.plugins import PluginHost
+    from astrobio_cli.specs import AttentionBackendSpec
+
+    class OnlyEager:
+        from astrobio_cli.hookspecs import hookimpl
+
+        @staticmethod
+        @hookimpl
+        def register_attention_backends(register):
+            from astrobio_attention.eager import EagerBackend
+
+            register(AttentionBackendSpec(name="eager", description="e", factory=EagerBackend))
+
+    host = PluginHost()
+    host.add_module("only-eager", OnlyEager)
+    import astrobio_cli.cli
+
+    monkeypatch.setattr(astrobio_cli.cli, "_HOST_OVERRIDE", host)
+    exp = explain(*_qkv_views(T=64))
+    assert exp.chosen == "eager"
+    assert [c.name for c in exp.candidates] == ["eager"]

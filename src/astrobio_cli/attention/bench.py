@@ -217,9 +217,9 @@ def run_bench(config: BenchConfig, progress=None) -> dict[str, Any]:
     from astrobio_cli.hardware import has_cuda
 
     device = config.device or ("cuda" if has_cuda() else "cpu")
-    from astrobio_cli.plugins import get_host
+    from astrobio_cli.attention.routing import plugin_host
 
-    host = get_host()
+    host = plugin_host()
     registered = [s.name for s in host.specs("attention")]
     if config.backends:
         unknown = [b for b in config.backends if b not in registered and b != AUTO]
@@ -276,10 +276,9 @@ def _bench_one_length(config, device, names, seq, say) -> list[dict[str, Any]]:
     import torch
 
     from astrobio_cli.attention.problem import check_inputs
-    from astrobio_cli.attention.routing import _verdict, backend_instance
-    from astrobio_cli.plugins import get_host
+    from astrobio_cli.attention.routing import _verdict, backend_instance, plugin_host
 
-    host = get_host()
+    host = plugin_host()
     B, H, D = config.batch, config.heads, config.head_dim
     Hkv = config.kv_heads or H
     dtype = _torch_dtype(config.dtype)

@@ -20,6 +20,7 @@ call is an error that gives its reason; there is no silent fallback.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,10 +88,16 @@ def backend_instance(spec: Any) -> Any:
     return obj
 
 
-def _host():
-    from astrobio_cli.plugins import get_host
+def plugin_host():
+    # The app's host when one was given to build_app(host=...) (tests, embedding), else the
+    # process-wide one; the CLI package is only consulted when it is already imported.
+    cli = sys.modules.get("astrobio_cli.cli")
+    override = getattr(cli, "_HOST_OVERRIDE", None) if cli is not None else None
+    if override is not None:
+        return override
+    from astrobio_cli import plugins
 
-    return get_host()
+    return plugins.get_host()
 
 
 def _requested(backend: str) -> tuple[str, str]:
@@ -125,7 +132,7 @@ def _verdict(spec: Any, q, k, v, problem) -> tuple[bool, bool, str]:
 
 def explain_problem(q, k, v, problem, backend: str = "auto", host: Any = None) -> Explanation:
     """Judge every registered backend for a validated call."""
-    host = host or _host()
+    host = host or plugin_host()
     requested, forced_by = _requested(backend)
     prio = priority_for(problem.device.type)
     out = Explanation(
@@ -170,7 +177,7 @@ def explain_problem(q, k, v, problem, backend: str = "auto", host: Any = None) -
 
 def select_backend(q, k, v, problem, backend: str = "auto") -> Any:
     """The backend object that runs this call, or an error that says why none can."""
-    host = _host()
+    host = plugin_host()
     requested, forced_by = _requested(backend)
     if requested != "auto":
         spec = host.get("attention", requested)
