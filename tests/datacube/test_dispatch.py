@@ -95,3 +95,15 @@ def test_bench_preprocess_bad_arguments(args, message):
     r = invoke("bench", "preprocess", *args)
     assert r.exit_code == 2
     assert message in r.stderr
+
+
+def test_stub_lists_every_native_function():
+    import ast
+    from pathlib import Path
+
+    from astrobio_cli import _native
+
+    stub = Path(dc.__file__).with_name("_native.pyi")
+    declared = {n.name for n in ast.parse(stub.read_text()).body if isinstance(n, ast.FunctionDef)}
+    public = {n for n in dir(_native) if not n.startswith("_") and callable(getattr(_native, n))}
+    assert declared == public
