@@ -12,7 +12,8 @@ import zlib
 import pytest
 import torch
 
-from astrobio_cli.attention import KVCache, attention, reference_attention
+from astrobio_cli.attention import KVCache, attention, explain, reference_attention
+from astrobio_cli.hardware import has_cuda, need_module
 from astrobio_cli.plugins import get_host
 
 from .conftest import make_qkv, max_err
@@ -30,7 +31,11 @@ def _exact_backends() -> list[str]:
     return out
 
 
-BACKENDS = _exact_backends()
+CUDA_ONLY = ("sdpa-efficient", "sdpa-cudnn", "flash-attn", "xformers")
+BACKENDS = [b for b in _exact_backends() if b not in CUDA_ONLY]  # run on CPU tensors
+CUDA_BACKENDS = [b for b in _exact_backends() if b in CUDA_ONLY or b.startswith("sdpa")]
+if has_cuda() and need_module("triton")[0]:
+    CUDA_BACKENDS.append("triton")  # compiled for the GPU here; the interpreter: test_triton.py
 # Absolute error budgets against float64 for outputs and gradients of O(1) magnitude.
 TOL = {torch.float32: 5e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}
 
@@ -195,3 +200,28 @@ def test_long_sequence_4096_forward_and_gradients(backend):
     out.backward(do)
     for got, want in zip((q.grad, k.grad, v.grad), ref_grads, strict=True):
         assert max_err(got, want) < 2e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not has_cuda(), reason="needs a CUDA device")
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c[-1] != torch.float32] + [(*c[:-1], torch.float16) for c in CASES[:6]],
+    ids=_ids,
+)
+def test_cuda_backend_matches_float64_reference(backend, case):
+    # CUDA kernels decline some cases (fp32 for flash, masks for flash-attn): skip with the reason.
+    *_, causal, scale, dtype = case
+    q, k, v, mask, do, ref, ref_grads = _reference(case)
+    q, k, v = (t.cuda().requires_grad_() for t in (q, k, v))
+    mask = None if mask is None else mask.cuda()
+    exp = explain(q, k, v, mask=mask, causal=causal, scale=scale, backend=backend)
+    if exp.chosen != backend:
+        pytest.skip(next(c.reason for c in exp.candidates if c.name == backend))
+    out = attention(q, k, v, mask=mask, causal=causal, scale=scale, backend=backend)
+    tol = TOL[dtype]
+    assert max_err(out.cpu(), ref) < tol
+    out.backward(do.cuda())
+    for got, want in zip((q.grad, k.grad, v.grad), ref_grads, strict=True):
+        assert max_err(got.cpu(), want) < 4 * tol

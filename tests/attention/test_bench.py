@@ -15,8 +15,8 @@ from astrobio_cli.specs import AttentionBackendSpec
 
 def test_bench_json_on_a_small_size(run_cli, tmp_path):
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    args = ["bench", "attention", "--seq", "48,64", "--heads", "4", "--kv-heads", "2",
-            "--head-dim", "32", "--causal", "--repeats", "2", "--json", str(out), "--plot", str(png),
+    args = ["bench", "attention", "--device", "cpu", "--seq", "48,64", "--heads", "4",
+            "--kv-heads", "2", "--head-dim", "32", "--causal", "--repeats", "2", "--json", str(out), "--plot", str(png),
             "--backends", "eager,auto,sdpa-flash,sdpa-efficient,flash-attn,sliding-window"]  # fmt: skip
     if need_module("triton")[0]:
         args[-1] += ",triton"
