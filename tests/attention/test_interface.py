@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astrobio_cli.attention import KVCache, attention, check_inputs, reference_attention
 
@@ -67,3 +69,30 @@ def test_kv_cache_decode_equals_full_causal_forward():
         ks, vs = cache.append(k[:, :, t : t + 1], v[:, :, t : t + 1])
         steps.append(attention(q[:, :, t : t + 1], ks, vs, causal=True, backend="eager"))
     assert max_err(torch.cat(steps, dim=2), full) < 1e-6
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    dims=st.tuples(*[st.booleans()] * 4),
+    ndim=st.integers(1, 4),
+    kind=st.sampled_from(["bool", "additive"]),
+    causal=st.booleans(),
+)
+def test_any_broadcastable_mask_means_its_expansion(dims, ndim, kind, causal):
+    # Independent reading of a mask: torch's own broadcasting to the full (B, Hq, Tq, Tk).
+    B, Hq, Tq, Tk = 2, 4, 5, 7
+    full = (B, Hq, Tq, Tk)
+    shape = tuple(n if keep else 1 for n, keep in zip(full, dims, strict=True))[4 - ndim :]
+    g = torch.Generator().manual_seed(sum(shape) + ndim)
+    q, k, v = make_qkv(B, Hq, 2, Tq, Tk, 8)
+    if kind == "bool":
+        mask = torch.rand(shape, generator=g) > 0.3
+    else:
+        mask = torch.randn(shape, generator=g).masked_fill(
+            torch.rand(shape, generator=g) > 0.7, -torch.inf
+        )
+    expanded = mask.expand(full).clone()
+    out = attention(q, k, v, mask=mask, causal=causal, backend="eager")
+    ref = reference_attention(q, k, v, mask=expanded, causal=causal)
+    assert max_err(out, ref) < 2e-5
+    assert max_err(attention(q, k, v, mask=mask, causal=causal), ref) < 2e-5  # auto
