@@ -67,3 +67,15 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
         if "loss" in rec:
             out.append((rec["step"], rec["loss"]))
     return out
+
+
+@pytest.fixture
+def run_astrobio():
+    """astrobio(*args, env=...) -> CompletedProcess, a real subprocess of the installed script."""
+    return astrobio
+
+
+@pytest.fixture
+def read_losses():
+    """read_losses(run_dir) -> [(step, loss), ...] from metrics.jsonl."""
+    return losses

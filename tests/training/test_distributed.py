@@ -6,7 +6,6 @@ import json
 import shutil
 
 from astrobio_cli.training.checkpoint import list_checkpoints
-from tests.training.conftest import astrobio, losses
 
 
 def _trace(d):
@@ -18,11 +17,13 @@ def _trace(d):
     return recs
 
 
-def test_two_processes_then_resume_in_two_processes(tmp_path, tiny_config, train_env):
+def test_two_processes_then_resume_in_two_processes(
+    tmp_path, tiny_config, train_env, run_astrobio, read_losses
+):
     run_a, trace_a = tmp_path / "a", tmp_path / "trace-a"
     args = ["train", "cube-unet", "--cpu", "--procs", "2", "--config", str(tiny_config),
             "--steps", "6", "--checkpoint-every", "3", "--log-every", "1", "--seed", "1"]  # fmt: skip
-    r = astrobio(
+    r = run_astrobio(
         *args, "--out", str(run_a), env={**train_env, "ASTROBIO_TRAIN_TRACE": str(trace_a)}
     )
     assert r.returncode == 0, r.stderr
@@ -48,10 +49,10 @@ def test_two_processes_then_resume_in_two_processes(tmp_path, tiny_config, train
     run_b, trace_b = tmp_path / "b", tmp_path / "trace-b"
     shutil.copytree(run_a, run_b)
     shutil.rmtree(run_b / "checkpoints" / "step-000006")
-    r = astrobio(*args, "--out", str(run_b), "--resume", "auto",
+    r = run_astrobio(*args, "--out", str(run_b), "--resume", "auto",
                  env={**train_env, "ASTROBIO_TRAIN_TRACE": str(trace_b)})  # fmt: skip
     assert r.returncode == 0, r.stderr
     tb = _trace(trace_b)
     assert min(x["step"] for x in tb[0] if "indices" in x) == 4
     assert next(x["param_sha256"] for x in tb[0] if "param_sha256" in x) == hashes[0]
-    assert losses(run_b) == losses(run_a)
+    assert read_losses(run_b) == read_losses(run_a)

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from astrobio_cli.cli import build_app
 from astrobio_cli.training.checkpoint import list_checkpoints
-from tests.training.conftest import astrobio, losses
 
 
 def _train(tiny_config, out, *extra):
@@ -18,56 +17,60 @@ def _train(tiny_config, out, *extra):
             "--out", str(out), *extra]  # fmt: skip
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_config, train_env):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(
+    tmp_path, tiny_config, train_env, run_astrobio
+):
     out = tmp_path / "run"
     env = {**train_env, "ASTROBIO_TEST_NAN_AT_STEP": "5"}
-    r = astrobio(*_train(tiny_config, out, "--steps", "8", "--checkpoint-every", "2"), env=env)
+    r = run_astrobio(*_train(tiny_config, out, "--steps", "8", "--checkpoint-every", "2"), env=env)
     assert r.returncode == 1
     assert "loss became nan at step 5" in r.stderr and "last good checkpoint" in r.stderr
     assert "Traceback" not in r.stderr
     assert [p.name for p in list_checkpoints(out / "checkpoints")] == ["step-000002", "step-000004"]
 
 
-def test_out_of_memory_message_then_auto_batch(tmp_path, tiny_config, train_env):
+def test_out_of_memory_message_then_auto_batch(
+    tmp_path, tiny_config, train_env, run_astrobio, read_losses
+):
     env = {**train_env, "ASTROBIO_TEST_OOM_ABOVE": "2"}
     args = ("--steps", "3", "--batch-size", "8")
-    r = astrobio(*_train(tiny_config, tmp_path / "oom", *args), env=env)
+    r = run_astrobio(*_train(tiny_config, tmp_path / "oom", *args), env=env)
     assert r.returncode == 1
     for part in ("out of memory", "batch size 8", "precision fp32", "--auto-batch"):
         assert part in r.stderr
-    r = astrobio(*_train(tiny_config, tmp_path / "auto", *args, "--auto-batch"), env=env)
+    r = run_astrobio(*_train(tiny_config, tmp_path / "auto", *args, "--auto-batch"), env=env)
     assert r.returncode == 0, r.stderr
-    r = astrobio(*_train(tiny_config, tmp_path / "plain", *args), env=train_env)
+    r = run_astrobio(*_train(tiny_config, tmp_path / "plain", *args), env=train_env)
     assert r.returncode == 0, r.stderr
     # the same samples in smaller pieces: the same losses up to float rounding
-    auto, plain = losses(tmp_path / "auto"), losses(tmp_path / "plain")
+    auto, plain = read_losses(tmp_path / "auto"), read_losses(tmp_path / "plain")
     assert [s for s, _ in auto] == [1, 2, 3]
     assert [a for _, a in auto] == pytest.approx([p for _, p in plain], rel=1e-5)
 
 
-def test_bf16_autocast_on_cpu(tmp_path, tiny_config, train_env):
-    r = astrobio(
+def test_bf16_autocast_on_cpu(tmp_path, tiny_config, train_env, run_astrobio, read_losses):
+    r = run_astrobio(
         *_train(tiny_config, tmp_path / "bf16", "--steps", "3", "--precision", "bf16"),
         env=train_env,
     )
     assert r.returncode == 0, r.stderr
-    r = astrobio(*_train(tiny_config, tmp_path / "fp32", "--steps", "3"), env=train_env)
+    r = run_astrobio(*_train(tiny_config, tmp_path / "fp32", "--steps", "3"), env=train_env)
     assert r.returncode == 0, r.stderr
-    bf, fp = losses(tmp_path / "bf16"), losses(tmp_path / "fp32")
+    bf, fp = read_losses(tmp_path / "bf16"), read_losses(tmp_path / "fp32")
     assert all(math.isfinite(x) for _, x in bf)
     # autocast really ran in bf16 (the losses differ) and stayed close to fp32
     assert [x for _, x in bf] != [x for _, x in fp]
     assert [x for _, x in bf] == pytest.approx([x for _, x in fp], rel=0.05)
 
 
-def test_eval_json_and_plot(tmp_path, tiny_config, train_env):
+def test_eval_json_and_plot(tmp_path, tiny_config, train_env, run_astrobio):
     import json
 
     out = tmp_path / "run"
-    r = astrobio(*_train(tiny_config, out, "--steps", "2"), env=train_env)
+    r = run_astrobio(*_train(tiny_config, out, "--steps", "2"), env=train_env)
     assert r.returncode == 0, r.stderr
     png = tmp_path / "fig.png"
-    r = astrobio(
+    r = run_astrobio(
         "eval", "cube-unet", "--checkpoint", str(out), "--json", "--plot", str(png), env=train_env
     )
     assert r.returncode == 0, r.stderr
@@ -78,7 +81,7 @@ def test_eval_json_and_plot(tmp_path, tiny_config, train_env):
     # the climatology baseline predicts the training mean: its R^2 on held-out data is ~0
     assert abs(report["baselines"]["climatology"]["r2"]) < 0.05
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    r = astrobio("eval", "graph-vae", "--checkpoint", str(out), env=train_env)
+    r = run_astrobio("eval", "graph-vae", "--checkpoint", str(out), env=train_env)
     assert r.returncode == 2 and "holds a 'cube-unet' model" in r.stderr
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from astrobio_cli.training.checkpoint import latest_checkpoint, load_weights
-from tests.training.conftest import astrobio, losses
 
 STEPS, EVERY = 40, 5
 
@@ -26,9 +25,11 @@ def _args(tiny_config, out):
     ]  # fmt: skip
 
 
-def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_config, train_env):
+def test_sigkill_then_resume_is_bit_identical(
+    tmp_path, tiny_config, train_env, run_astrobio, read_losses
+):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    r = astrobio(*_args(tiny_config, ref), env=train_env)
+    r = run_astrobio(*_args(tiny_config, ref), env=train_env)
     assert r.returncode == 0, r.stderr
 
     exe = str(Path(sys.executable).with_name("astrobio"))
@@ -45,12 +46,12 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, tiny_config, train_env):
     last = latest_checkpoint(killed / "checkpoints")
     assert last is not None and last.name != f"step-{STEPS:06d}", "the run finished before the kill"
 
-    r = astrobio(*_args(tiny_config, killed), "--resume", "auto", env=train_env)
+    r = run_astrobio(*_args(tiny_config, killed), "--resume", "auto", env=train_env)
     assert r.returncode == 0, r.stderr
     assert "resumed from" in r.stdout
 
-    assert losses(killed) == losses(ref)  # exact floats, every step
-    assert len(losses(ref)) == STEPS
+    assert read_losses(killed) == read_losses(ref)  # exact floats, every step
+    assert len(read_losses(ref)) == STEPS
     a = load_weights(latest_checkpoint(ref / "checkpoints"))
     b = load_weights(latest_checkpoint(killed / "checkpoints"))
     assert a.keys() == b.keys()
