@@ -114,3 +114,27 @@ def test_too_many_gpus_and_fp16_on_cpu(cli):
     r = cli("train", "cube-unet", "--cpu", "--precision", "fp16")
     assert r.exit_code == 2
     assert "fp16 needs a CUDA device" in r.output
+    r = cli("train", "cube-unet", "--cpu", "--strategy", "fsdp")
+    assert r.exit_code == 2
+    assert "use it with --gpus N" in r.output
+
+
+def test_grad_accumulation_equals_the_big_batch(
+    tmp_path, tiny_config, train_env, run_astrobio, read_losses
+):
+    """batch 4 x 2 micro-batches reads the same 8 samples per step as batch 8 (one process), so
+    the loss curves agree up to float rounding (the accumulated mean vs. one mean)."""
+    big = run_astrobio(
+        *_train(tiny_config, tmp_path / "big", "--steps", "4", "--batch-size", "8"), env=train_env
+    )
+    assert big.returncode == 0, big.stderr
+    acc = run_astrobio(
+        *_train(
+            tiny_config, tmp_path / "acc", "--steps", "4", "--batch-size", "4", "--grad-accum", "2"
+        ),
+        env=train_env,
+    )
+    assert acc.returncode == 0, acc.stderr
+    a, b = read_losses(tmp_path / "big"), read_losses(tmp_path / "acc")
+    assert [s for s, _ in a] == [s for s, _ in b] == [1, 2, 3, 4]
+    assert [x for _, x in b] == pytest.approx([x for _, x in a], rel=1e-4)

@@ -142,6 +142,11 @@ def train_command(
     launch.check_gpus(cfg.gpus)
     if cfg.precision == "fp16" and (cfg.cpu or not cuda_device_count()):
         raise UsageError("--precision fp16 needs a CUDA device; on CPU use --precision bf16")
+    if cfg.strategy == "fsdp" and (cfg.cpu or not cuda_device_count()):
+        raise UsageError(
+            "--strategy fsdp shards a model over GPUs: use it with --gpus N; on the CPU use the "
+            "default --strategy ddp"
+        )
     run_dir = _run_dir(cfg)
 
     nprocs = cfg.procs if cfg.cpu else (cfg.gpus or 1)
