@@ -127,20 +127,19 @@ def test_health_and_models(server):
     assert m["generates_text"] is False
 
 
-def test_prediction_equals_the_model_on_a_held_out_planet(server):
+def test_prediction_equals_the_model_on_a_held_out_planet(server, installed_host):
     """The served prediction for a held-out planet's own parameters equals the checkpoint's
     prediction computed in this process the way `astrobio eval` does (independent path)."""
     import numpy as np
     import torch
     import xarray as xr
 
-    from astrobio_cli.plugins import get_host
     from astrobio_cli.training import checkpoint as ckpt
 
     base, run, env, _ = server
     path = ckpt.resolve_checkpoint(run)
     meta = ckpt.load_meta(path)
-    spec = get_host().get("model", "cube-unet")
+    spec = installed_host.get("model", "cube-unet")
     plugin = spec.factory(meta["model_options"])
     data_file = next((Path(env["ASTROBIO_DATA_DIR"]) / "synthetic-climate").glob("*.nc"))
     datasets = plugin.make_datasets(data_file, seed=meta["seed"])

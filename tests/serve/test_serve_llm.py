@@ -62,16 +62,15 @@ def llm_server(tmp_path_factory):
             proc.wait()
 
 
-def _plugin_generation(run, prompt: str, n: int) -> str:
+def _plugin_generation(host, run, prompt: str, n: int) -> str:
     """The plugin's own generate() on the checkpoint (HF generate, greedy, KV cache)."""
     import torch
 
-    from astrobio_cli.plugins import get_host
     from astrobio_cli.training import checkpoint as ckpt
 
     path = ckpt.resolve_checkpoint(run)
     meta = ckpt.load_meta(path)
-    plugin = get_host().get("model", "llm-lora").factory(meta["model_options"])
+    plugin = host.get("model", "llm-lora").factory(meta["model_options"])
     datasets = plugin.make_datasets(None, seed=meta["seed"])
     model = plugin.build(datasets)
     model.load_state_dict(ckpt.load_weights(path))
@@ -80,10 +79,10 @@ def _plugin_generation(run, prompt: str, n: int) -> str:
         return plugin.generate(model, prompt, n)
 
 
-def test_generate_streams_the_plugins_own_greedy_text(llm_server):
+def test_generate_streams_the_plugins_own_greedy_text(llm_server, installed_host):
     base, run = llm_server
     prompt, n = "Kepler-22 b orbits", 24
-    want = _plugin_generation(run, prompt, n)
+    want = _plugin_generation(installed_host, run, prompt, n)
     pieces, done = [], False
     with httpx.stream(
         "POST", f"{base}/v1/generate", json={"prompt": prompt, "max_new_tokens": n}, timeout=120
