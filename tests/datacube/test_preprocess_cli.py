@@ -143,7 +143,7 @@ def test_regrid_and_patches_give_training_samples(run_cli, tmp_path):
 
 
 def make_series(path: Path, n: int, nan_var: str | None = None) -> xr.Dataset:
-    """n time steps of NCEP's T and PS (shifted per step), written as NetCDF."""
+    """n time steps of NCEP's T and PS (shifted per step), as NetCDF or Zarr (by suffix)."""
     src = open_ncep()[["T", "PS"]]
     steps = [
         src.isel(time=0).assign(T=src.T.isel(time=0) + k, PS=src.PS.isel(time=0) - k)
@@ -152,16 +152,19 @@ def make_series(path: Path, n: int, nan_var: str | None = None) -> xr.Dataset:
     ds = xr.concat(steps, dim="time").assign_coords(time=np.arange(n, dtype=float))
     if nan_var:
         ds[nan_var][:] = np.nan
-    ds.to_netcdf(path)
+    if path.suffix == ".zarr":
+        ds.to_zarr(path, zarr_format=2, consolidated=True)
+    else:
+        ds.to_netcdf(path)
     return ds
 
 
 def test_train_split_stats_use_only_the_first_samples(tmp_path):
-    ds = make_series(tmp_path / "series.nc", 10)
+    ds = make_series(tmp_path / "series.zarr", 10)  # Zarr input this time
     out = tmp_path / "split.zarr"
     r = invoke(
         "preprocess",
-        str(tmp_path / "series.nc"),
+        str(tmp_path / "series.zarr"),
         str(out),
         "--split",
         "train",
