@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,9 +18,17 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from astrobio_cli.cli import build_app
-from tests.conftest import TEST_DATA, astrobio_exe
 
+TEST_DATA = Path(__file__).resolve().parents[1] / "data"
 NCEP = TEST_DATA / "climate" / "NCEP_06_climo.nc"
+
+
+def astrobio_exe() -> str:
+    """The `astrobio` script installed next to this interpreter."""
+    exe = Path(sys.executable).with_name("astrobio")
+    return str(exe) if exe.exists() else (shutil.which("astrobio") or "astrobio")
+
+
 # NCEP declares two fill values; xarray masks both and says so.
 pytestmark = pytest.mark.filterwarnings("ignore:.*multiple fill values:xarray.SerializationWarning")
 
