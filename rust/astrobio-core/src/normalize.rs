@@ -106,7 +106,7 @@ pub const STREAM_BYTES: usize = 32 << 20;
 const LINE: usize = 16;
 
 #[inline(always)]
-fn piece_generic<T: Elem>(xs: &[T], out: &mut [T], p: Affine) {
+pub(crate) fn piece_generic<T: Elem>(xs: &[T], out: &mut [T], p: Affine) {
     for (k, (o, x)) in out.chunks_mut(LINE).zip(xs.chunks(LINE)).enumerate() {
         prefetch(xs, k * LINE + PREFETCH);
         prefetch(xs, k * LINE + PREFETCH + LINE / 2);
@@ -197,7 +197,7 @@ fn piece_mask_generic<T: Elem>(xs: &[T], out: &mut [T], mask: &mut [bool], p: Af
     }
 }
 
-dispatch!(pub(crate) fn piece<T: Elem>(xs: &[T], out: &mut [T], p: Affine) -> () => piece_generic);
+dispatch!(fn piece<T: Elem>(xs: &[T], out: &mut [T], p: Affine) -> () => piece_generic);
 dispatch!(fn piece_stream<T: Elem>(xs: &[T], out: &mut [T], p: Affine) -> () => piece_stream_generic);
 dispatch!(fn piece_mask<T: Elem>(xs: &[T], out: &mut [T], mask: &mut [bool], p: Affine) -> () => piece_mask_generic);
 

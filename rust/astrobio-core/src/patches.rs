@@ -10,7 +10,8 @@ use rayon::prelude::*;
 
 use crate::cube::{err, CubeError, Dims};
 use crate::elem::Elem;
-use crate::normalize::{piece, Affine};
+use crate::normalize::{piece_generic, Affine};
+use crate::simd::{dispatch, prefetch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PatchSpec {
@@ -150,10 +151,16 @@ pub fn patches<T: Elem>(
     Ok(())
 }
 
+dispatch!(
+    #[allow(clippy::too_many_arguments)]
+    fn tile_band<T: Elem>(data: &[T], dims: &Dims, spec: &PatchSpec, g: &PatchGrid, params: Option<&[Affine]>, pad_value: T, b: usize, out: &mut [T], mask: Option<&mut [bool]>) -> () => tile_band_generic
+);
+
 /// Fills band `b` = (sample, lev tile, lat tile) of the output: all its lon tiles, variables,
 /// levels and rows. `out` is laid out `(lon tile, var, lev, row, col)`.
 #[allow(clippy::too_many_arguments)]
-fn tile_band<T: Elem>(
+#[inline(always)]
+fn tile_band_generic<T: Elem>(
     data: &[T],
     dims: &Dims,
     spec: &PatchSpec,
@@ -162,8 +169,9 @@ fn tile_band<T: Elem>(
     pad_value: T,
     b: usize,
     out: &mut [T],
-    mut mask: Option<&mut [bool]>,
+    mask: Option<&mut [bool]>,
 ) {
+    let mut mask = mask;
     let yt = b % g.lat_tiles;
     let lt = (b / g.lat_tiles) % g.lev_tiles;
     let s = b / (g.lat_tiles * g.lev_tiles);
@@ -179,6 +187,15 @@ fn tile_band<T: Elem>(
                     let y = y as usize;
                     &data[plane + y * dims.lons..plane + (y + 1) * dims.lons]
                 });
+                // Rows are short (a few KiB), too short for the hardware prefetcher to ramp
+                // up: ask for the row after next while this one is copied.
+                let ahead = y + 2;
+                if ahead >= 0 && (ahead as usize) < dims.lats {
+                    let row = plane + ahead as usize * dims.lons;
+                    for k in (0..dims.lons).step_by(16) {
+                        prefetch(data, row + k);
+                    }
+                }
                 for xt in 0..g.lon_tiles {
                     let at = ((xt * dims.vars + v) * g.lev_size + l) * ph * pw + r * pw;
                     let o = &mut out[at..at + pw];
@@ -199,7 +216,7 @@ fn tile_band<T: Elem>(
 
 /// Writes `src[x0..x0 + out.len()]` (wrapping once at the end of the row) to `out`, through
 /// `p` when given; `mask` gets "not NaN".
-#[inline]
+#[inline(always)]
 fn row_piece<T: Elem>(
     src: &[T],
     x0: usize,
@@ -214,7 +231,7 @@ fn row_piece<T: Elem>(
         let o = &mut out[at..at + xs.len()];
         match p {
             None => o.copy_from_slice(xs),
-            Some(p) => piece(xs, o, p), // the vectorised normalise kernel
+            Some(p) => piece_generic(xs, o, p), // inlined into the dispatched band function
         }
         if let Some(m) = mask.as_deref_mut() {
             for (mk, &x) in m[at..at + xs.len()].iter_mut().zip(xs) {
