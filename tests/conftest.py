@@ -43,11 +43,12 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     for var in list(os.environ):
         if var.startswith("ASTROBIO_") and var not in ("ASTROBIO_TEST_KEEP",):
             monkeypatch.delenv(var, raising=False)
-    from astrobio_cli import settings
+    from astrobio_cli import cli, settings
 
     settings.configure(None, None)
     yield
     settings.configure(None, None)
+    cli._set_host(None)  # an app built with a toy host must not leak it into the next test
 
 
 @pytest.fixture
