@@ -59,7 +59,8 @@ class ModelSpec(Spec):
 
     data_kinds: the kinds of data the model accepts (e.g. `("climate-cube",)`); a mismatch between
         model and data is reported before any training starts.
-    factory(config) -> a model plugin object (see the model plugin guide in README.md).
+    factory(config) -> a model plugin object: the contract is in `astrobio_cli.training.plugin`
+    and the guide in docs/training.md ("Writing a model plugin").
     """
 
     kind: ClassVar[str] = "model"
