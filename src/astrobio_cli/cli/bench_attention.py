@@ -89,7 +89,10 @@ def register(group: typer.Typer) -> None:
         err = Console(stderr=True)
         with err.status("benchmarking attention...") as status:
             doc = run_bench(config, progress=lambda msg: status.update(f"benchmarking {msg}"))
-        render(doc, Console())
+        out = Console()
+        if not out.is_terminal:  # piped or logged: keep every column readable, not 80 wide
+            out = Console(width=200)
+        render(doc, out)
         if json_path is not None:
             write_json(doc, json_path)
             err.print(f"wrote {json_path}")
@@ -125,7 +128,7 @@ def render(doc: dict, console) -> None:
             f"{' causal' if cfg['causal'] else ''} on {cfg['device']}"
         )
         table.add_column("backend", style="bold", no_wrap=True)
-        table.add_column("status", overflow="fold")
+        table.add_column("status", overflow="fold", min_width=24)
         for col in ("max abs err", "ms median", "ms min", unit, "peak MB", "x eager", "mem/eager"):
             table.add_column(col, justify="right", no_wrap=True)
         for r in doc["results"]:
