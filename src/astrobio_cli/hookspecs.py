@@ -86,7 +86,9 @@ def register_attention_backends(register: Callable[[AttentionBackendSpec], None]
     :param register: call it once per backend with an
         :class:`astrobio_cli.specs.AttentionBackendSpec`. The spec's ``check`` says whether the
         backend can run on this machine at all (library installed, a GPU present); the backend
-        object's ``supports(...)`` decides per call.
+        object's ``supports(q, k, v, mask, causal, training) -> (ok, reason)`` decides per call, and
+        an optional ``supports_dropout`` attribute (``False``, or a function of ``q``) says whether
+        it implements ``dropout_p > 0``. docs/attention.md has the semantics every backend follows.
 
     Example::
 
