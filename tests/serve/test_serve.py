@@ -27,19 +27,24 @@ def _env(root: Path) -> dict[str, str]:
     return env
 
 
+def _quick_smoke(model: str, run, env) -> subprocess.CompletedProcess:
+    """`astrobio train MODEL --quick-smoke --out RUN` in a subprocess."""
+    return subprocess.run(
+        [astrobio_exe(), "train", model, "--quick-smoke", "--out", str(run)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A cube-unet run directory from `astrobio train cube-unet --quick-smoke`."""
     root = tmp_path_factory.mktemp("serve")
     env = _env(root)
     run = root / "runs" / "quick"
-    res = subprocess.run(
-        [astrobio_exe(), "train", "cube-unet", "--quick-smoke", "--out", str(run)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    res = _quick_smoke("cube-unet", run, env)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     return run, env
 

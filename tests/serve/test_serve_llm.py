@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import astrobio_exe
-from tests.serve.test_serve import _env, _free_port
+from tests.serve.test_serve import _env, _free_port, _quick_smoke
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +20,7 @@ def llm_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-llm")
     env = _env(root)
     run = root / "runs" / "llm"
-    res = subprocess.run(
-        [astrobio_exe(), "train", "llm-lora", "--quick-smoke", "--out", str(run)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    res = _quick_smoke("llm-lora", run, env)
     if res.returncode != 0 and "unknown model 'llm-lora'" in res.stderr:
         pytest.skip("llm-lora is not registered in this installation")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]

@@ -371,6 +371,16 @@ class SourceResult:
         return self.requests == 0 and self.cached > 0
 
 
+def traffic(fetched: Sequence[Fetched]) -> dict[str, int]:
+    """SourceResult's request counts for what a fetch did: network requests, cache hits, bytes."""
+    net = [f for f in fetched if not f.hit.from_cache]
+    return {
+        "requests": len(net),
+        "cached": len(fetched) - len(net),
+        "bytes": sum(f.hit.entry.bytes for f in net),
+    }
+
+
 def render(r: SourceResult) -> None:
     from rich.console import Console
     from rich.markup import escape

@@ -231,6 +231,7 @@ def fetch(
         check_out,
         default_out,
         json_body,
+        traffic,
         write_file_with_provenance,
         write_outputs,
     )
@@ -332,7 +333,6 @@ def fetch(
             table, out, source=SOURCE, query=query, fetched=fetched, client=client, extra=extra
         )
 
-    net = [f for f in fetched if not f.hit.from_cache]
     notes = (
         [f"waited {sum(limits.waited):.1f} s for the rate-limit window"] if limits.waited else []
     )
@@ -346,9 +346,7 @@ def fetch(
             ("provenance", sidecar),
             ("provenance", rec_side),
         ],
-        requests=len(net),
-        cached=len(fetched) - len(net),
-        bytes=sum(f.hit.entry.bytes for f in net),
+        **traffic(fetched),
         notes=notes,
     )
 

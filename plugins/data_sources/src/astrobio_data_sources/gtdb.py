@@ -337,6 +337,7 @@ def fetch(
         check_out,
         default_out,
         provenance_record,
+        traffic,
     )
 
     stem = f"r{q.release}-{q.table}-{q.domain}"
@@ -441,16 +442,13 @@ def fetch(
         rec["output"]["sha256"] = sha256_file(out)
         sidecar = provenance.write_sidecar(out, rec, redact=client.redact)
 
-    net = [f for f in fetched if not f.hit.from_cache]
     return SourceResult(
         source=SOURCE,
         rows=rows,
         columns=cols,
         outputs=[("table", out), ("provenance", sidecar)]
         + [("original", p) for _d, p, _n in files],
-        requests=len(net),
-        cached=len(fetched) - len(net),
-        bytes=sum(f.hit.entry.bytes for f in net),
+        **traffic(fetched),
     )
 
 

@@ -761,7 +761,7 @@ def _finish(
     products: list[dict[str, Any]],
 ):
     from astrobio_cli.net.tables import columns_doc
-    from astrobio_data_sources._remote import SourceResult, write_outputs
+    from astrobio_data_sources._remote import SourceResult, traffic, write_outputs
 
     originals = [f for f in mast.fetched if "Download/file" in f.url]
     extra = {
@@ -771,15 +771,12 @@ def _finish(
     sidecar, _ = write_outputs(
         table, out, source=source, query=query, fetched=mast.fetched, client=client, extra=extra
     )
-    net = [f for f in mast.fetched if not f.hit.from_cache]
     return SourceResult(
         source=source,
         rows=table.num_rows,
         columns=columns_doc(table),
         outputs=[("table", out), ("provenance", sidecar)],
-        requests=len(net),
-        cached=len(mast.fetched) - len(net),
-        bytes=sum(f.hit.entry.bytes for f in net),
+        **traffic(mast.fetched),
         notes=[
             f"{len(products)} product file(s); original FITS kept in the cache ({originals[0].hit.path.parent})"
         ]

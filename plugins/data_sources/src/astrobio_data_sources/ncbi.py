@@ -350,6 +350,7 @@ def fetch(
         json_body,
         json_validator,
         keyed,
+        traffic,
         write_file_with_provenance,
         write_outputs,
     )
@@ -496,7 +497,6 @@ def fetch(
         )
     from astrobio_cli.net.tables import columns_doc
 
-    net = [f for f in fetched if not f.hit.from_cache]
     return SourceResult(
         source=SOURCE,
         rows=len(records),
@@ -507,9 +507,7 @@ def fetch(
             ("provenance", sidecar),
             ("provenance", rec_sidecar),
         ],
-        requests=len(net),
-        cached=len(fetched) - len(net),
-        bytes=sum(f.hit.entry.bytes for f in net),
+        **traffic(fetched),
     )
 
 

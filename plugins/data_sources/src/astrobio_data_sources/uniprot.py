@@ -281,6 +281,7 @@ def fetch(
         cached_small,
         check_out,
         default_out,
+        traffic,
         write_file_with_provenance,
         write_outputs,
     )
@@ -409,15 +410,12 @@ def fetch(
         )
         outputs = [("table", out), ("provenance", sidecar), *outputs]
 
-    net = [f for f in fetched if not f.hit.from_cache]
     return SourceResult(
         source=SOURCE,
         rows=table.num_rows,
         columns=columns_doc(table),
         outputs=outputs,
-        requests=len(net),
-        cached=len(fetched) - len(net),
-        bytes=sum(f.hit.entry.bytes for f in net),
+        **traffic(fetched),
         notes=[f"{len(fetched)} page(s)"] if not q.stream else [],
     )
 
