@@ -337,6 +337,22 @@ def get_host() -> PluginHost:
     return load_host()
 
 
+_ACTIVE: PluginHost | None = None
+
+
+def set_active_host(host: PluginHost | None) -> None:
+    """Make `host` the one that library code (attention routing, smoke) consults; None goes back
+    to the process-wide host. `build_app(host=...)` calls this, so an app built with a toy host
+    (tests, notebooks) routes attention through that host's backends."""
+    global _ACTIVE
+    _ACTIVE = host
+
+
+def active_host() -> PluginHost:
+    """The host set by `set_active_host`, else the process-wide one."""
+    return _ACTIVE if _ACTIVE is not None else get_host()
+
+
 def resolve(kind: str, name: str) -> Spec:
     """Shorthand for commands: the spec for `name` or a usage error."""
     return get_host().get(kind, name)

@@ -202,9 +202,9 @@ def test_routing_uses_the_host_given_to_the_app(monkeypatch):
 
     host = PluginHost()
     host.add_module("only-eager", OnlyEager)
-    import astrobio_cli.cli
+    import astrobio_cli.plugins
 
-    monkeypatch.setattr(astrobio_cli.cli, "_HOST_OVERRIDE", host)
+    monkeypatch.setattr(astrobio_cli.plugins, "_ACTIVE", host)
     exp = explain(*_qkv_views(T=64))
     assert exp.chosen == "eager"
     assert [c.name for c in exp.candidates] == ["eager"]

@@ -20,7 +20,6 @@ call is an error that gives its reason; there is no silent fallback.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,15 +88,11 @@ def backend_instance(spec: Any) -> Any:
 
 
 def plugin_host():
-    # The app's host when one was given to build_app(host=...) (tests, embedding), else the
-    # process-wide one; the CLI package is only consulted when it is already imported.
-    cli = sys.modules.get("astrobio_cli.cli")
-    override = getattr(cli, "_HOST_OVERRIDE", None) if cli is not None else None
-    if override is not None:
-        return override
+    """The host whose backends route: the one passed to `build_app(host=...)` or
+    `plugins.set_active_host` (tests, notebooks), else the process-wide one."""
     from astrobio_cli import plugins
 
-    return plugins.get_host()
+    return plugins.active_host()
 
 
 def _requested(backend: str) -> tuple[str, str]:
@@ -175,9 +170,9 @@ def explain_problem(q, k, v, problem, backend: str = "auto", host: Any = None) -
     return out
 
 
-def select_backend(q, k, v, problem, backend: str = "auto") -> Any:
+def select_backend(q, k, v, problem, backend: str = "auto", host: Any = None) -> Any:
     """The backend object that runs this call, or an error that says why none can."""
-    host = plugin_host()
+    host = host or plugin_host()
     requested, forced_by = _requested(backend)
     if requested != "auto":
         spec = host.get("attention", requested)

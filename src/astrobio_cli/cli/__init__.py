@@ -116,21 +116,17 @@ def build_app(host=None) -> typer.Typer:
     return app
 
 
-_HOST_OVERRIDE = None
-
-
 def _set_host(host) -> None:
-    global _HOST_OVERRIDE
-    _HOST_OVERRIDE = host
+    from astrobio_cli.plugins import set_active_host
+
+    set_active_host(host)
 
 
 def current_host():
     """The plugin host the running app uses."""
-    if _HOST_OVERRIDE is not None:
-        return _HOST_OVERRIDE
-    from astrobio_cli.plugins import get_host
+    from astrobio_cli.plugins import active_host
 
-    return get_host()
+    return active_host()
 
 
 def _command_names(app: typer.Typer) -> list[str]:

@@ -289,41 +289,76 @@ class _Progress:
 def eval_command(
     model: Annotated[str, typer.Argument(help="Model name.")],
     checkpoint: Annotated[
-        Path, typer.Option(help="A run directory, its checkpoints/ or a step-NNNNNN directory.")
+        list[Path],
+        typer.Option(
+            help="A run directory, its checkpoints/ or a step-NNNNNN directory. Repeat it for "
+            "runs of several seeds: every figure is then mean ± std over the runs."
+        ),
     ],
     data: Annotated[
         str | None, typer.Option(help="Data (default: the data the checkpoint was trained on).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG figure here.")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Write a PNG figure here (of the first checkpoint's run)."),
+    ] = None,
 ) -> None:
-    """Held-out metrics of a checkpoint beside simple baselines on the same split."""
+    """Held-out metrics of checkpoints beside the strongest cheap baselines on the same split.
+
+    Train the same model with several seeds and give every run, e.g.
+    `astrobio eval graph-vae --checkpoint runs/gv-0 --checkpoint runs/gv-1 --checkpoint runs/gv-2`.
+    """
     from astrobio_cli.training.data import check_data
-    from astrobio_cli.training.evaluate import evaluate_checkpoint
+    from astrobio_cli.training.evaluate import evaluate_checkpoints
 
     spec = _model_spec(model)
     check_data(model, spec.data_kinds, data)
-    report = evaluate_checkpoint(spec, checkpoint, data=data, plot=plot)
+    report = evaluate_checkpoints(spec, list(checkpoint), data=data, plot=plot)
     if json_out:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
     from rich.console import Console
+
+    c = Console(highlight=False)
+    c.print(eval_table(model, report))
+    ckpts = report["checkpoint"]
+    c.print("checkpoint " + (ckpts if isinstance(ckpts, str) else ", ".join(ckpts)))
+    key, better = report["primary_metric"]
+    for name, rel in report["vs_baseline"].items():
+        word = "below" if better == "lower" else "above"
+        c.print(f"{key}: {abs(rel) * 100:.1f}% {word if rel >= 0 else 'worse than'} {name}")
+    if report["loses_to"]:
+        c.print(
+            f"[bold]the model loses to {', '.join(report['loses_to'])} on {key}[/bold] "
+            "(mean over the runs)"
+        )
+    if plot is not None:
+        c.print(f"figure: {plot}")
+
+
+def _cell(mean: float | None, std: float | None, runs: int) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.4g} ± {std:.2g}" if runs > 1 and std is not None else f"{mean:.4g}"
+
+
+def eval_table(model: str, report: dict[str, Any]):
+    """The rich table of `astrobio eval`: the model, then every baseline; mean ± std over runs."""
     from rich.table import Table
 
-    key, better = report["primary_metric"]
-    table = Table(title=f"{model} on {report['split']} ({report['samples']} samples)")
+    runs = report.get("runs", 1)
+    seeds = report.get("seeds") or []
+    over = f", mean ± std over {runs} seeds ({', '.join(map(str, seeds))})" if runs > 1 else ""
+    title = f"{model} on {report['split']} ({report['samples']} samples{over})"
+    table = Table(title=title)
     metrics = list(report["model"])
     table.add_column("predictor")
     for m in metrics:
         table.add_column(m, justify="right")
-    table.add_row("model", *(f"{report['model'][m]:.4g}" for m in metrics))
+    std = report.get("model_std", {})
+    table.add_row("model", *(_cell(report["model"][m], std.get(m), runs) for m in metrics))
     for name, vals in report["baselines"].items():
-        table.add_row(name, *(f"{vals[m]:.4g}" if m in vals else "-" for m in metrics))
-    c = Console(highlight=False)
-    c.print(table)
-    c.print(f"checkpoint {report['checkpoint']}")
-    for name, rel in report["vs_baseline"].items():
-        word = "below" if better == "lower" else "above"
-        c.print(f"{key}: {abs(rel) * 100:.1f}% {word if rel >= 0 else 'worse than'} {name}")
-    if plot is not None:
-        c.print(f"figure: {plot}")
+        bstd = report.get("baselines_std", {}).get(name, {})
+        table.add_row(name, *(_cell(vals.get(m), bstd.get(m), runs) for m in metrics))
+    return table

@@ -1,7 +1,9 @@
-"""`astrobio eval`: a checkpoint's held-out metrics beside simple baselines on the same split."""
+"""`astrobio eval`: checkpoints' held-out metrics beside the strongest cheap baselines on the
+same split, as mean ± std over runs of several seeds."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,9 @@ def evaluate_checkpoint(
         )
     plugin = spec.factory(meta.get("model_options") or {})
     data = data if data is not None else meta.get("data")
-    datasets = plugin.make_datasets(Path(data) if data else None, seed=meta.get("seed", 0))
+    seed = int(meta.get("seed", 0) or 0)
+    datasets = plugin.make_datasets(Path(data) if data else None, seed=seed)
+    datasets.seed = seed  # randomised baselines draw from the run's seed
     model = plugin.build(datasets)
     missing, unexpected = model.load_state_dict(ckpt.load_weights(path), strict=False)
     if missing or unexpected:
@@ -42,25 +46,106 @@ def evaluate_checkpoint(
             for name, vals in plugin.baseline(datasets).items()
         }
     key, better = plugin.primary_metric
-    vs: dict[str, float] = {}
-    for name, vals in baselines.items():
-        if vals.get(key):
-            rel = (vals[key] - metrics[key]) / abs(vals[key])
-            vs[name] = rel if better == "lower" else -rel
     if plot is not None:
-        if not hasattr(plugin, "plot"):
+        if not callable(getattr(plugin, "plot", None)):
             raise UsageError(f"model '{spec.name}' draws no figure; leave out --plot")
         plot.parent.mkdir(parents=True, exist_ok=True)
-        plugin.plot(model, datasets, plot)
+        with torch.no_grad():
+            plugin.plot(model, datasets, plot)
     return {
         "model_name": spec.name,
         "checkpoint": str(path),
+        "seed": seed,
         "step": meta.get("step"),
         "split": "held-out split",
         "samples": len(datasets.val),
         "primary_metric": [key, better],
         "model": metrics,
         "baselines": baselines,
-        "vs_baseline": vs,
+        "vs_baseline": relative_gains(metrics, baselines, key, better),
         "data": datasets.provenance,
+    }
+
+
+def relative_gains(
+    model: dict[str, float], baselines: dict[str, dict[str, float]], key: str, better: str
+) -> dict[str, float]:
+    """Per baseline, how much better the model's `key` is, as a fraction of the baseline's value
+    (positive: the model wins; negative: it loses)."""
+    out: dict[str, float] = {}
+    for name, vals in baselines.items():
+        b, m = vals.get(key), model.get(key)
+        if b is None or m is None or not b or not math.isfinite(b) or not math.isfinite(m):
+            continue
+        rel = (b - m) / abs(b)
+        out[name] = rel if better == "lower" else -rel
+    return out
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for a single value) in float64."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, 0.0
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def _aggregate(dicts: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    keys = [k for k in dicts[0] if all(k in d for d in dicts)]
+    mean, std = {}, {}
+    for k in keys:
+        mean[k], std[k] = mean_std([d[k] for d in dicts])
+    return mean, std
+
+
+def evaluate_checkpoints(
+    spec: Any,
+    checkpoints: list[Path],
+    *,
+    data: str | None = None,
+    plot: Path | None = None,
+) -> dict[str, Any]:
+    """`evaluate_checkpoint` for each run (typically the same model trained with different
+    seeds), then every metric of the model and of each baseline as mean ± std over the runs.
+    `vs_baseline` compares the means. The figure (`plot`) is drawn for the first run."""
+    if not checkpoints:
+        raise UsageError("give at least one --checkpoint")
+    runs = [
+        evaluate_checkpoint(spec, c, data=data, plot=plot if i == 0 else None)
+        for i, c in enumerate(checkpoints)
+    ]
+    seeds = [r["seed"] for r in runs]
+    if len(runs) > 1 and len(set(seeds)) < len(seeds):
+        raise UsageError(
+            f"the checkpoints were trained with the same seed ({', '.join(map(str, seeds))}); "
+            "mean ± std over seeds needs runs of different --seed"
+        )
+    key, better = runs[0]["primary_metric"]
+    model_mean, model_std = _aggregate([r["model"] for r in runs])
+    names = [n for n in runs[0]["baselines"] if all(n in r["baselines"] for r in runs)]
+    base_mean: dict[str, dict[str, float]] = {}
+    base_std: dict[str, dict[str, float]] = {}
+    for n in names:
+        base_mean[n], base_std[n] = _aggregate([r["baselines"][n] for r in runs])
+    losses = [n for n, rel in relative_gains(model_mean, base_mean, key, better).items() if rel < 0]
+    return {
+        "model_name": spec.name,
+        "checkpoint": runs[0]["checkpoint"] if len(runs) == 1 else [r["checkpoint"] for r in runs],
+        "runs": len(runs),
+        "seeds": seeds,
+        "step": runs[0]["step"],
+        "split": runs[0]["split"],
+        "samples": runs[0]["samples"],
+        "primary_metric": [key, better],
+        "model": model_mean,
+        "model_std": model_std,
+        "baselines": base_mean,
+        "baselines_std": base_std,
+        "vs_baseline": relative_gains(model_mean, base_mean, key, better),
+        "loses_to": losses,
+        "data": runs[0]["data"],
+        "per_run": [
+            {k: r[k] for k in ("checkpoint", "seed", "step", "model", "baselines")} for r in runs
+        ],
     }

@@ -24,6 +24,9 @@ class Datasets:
     provenance: plain data for the run card (source path, generator and seed, sizes, ...).
     collate: turns a list of items into a batch (default: ``torch.utils.data.default_collate``).
     context: anything the model needs besides batches (e.g. the full training graph).
+    seed: the run seed `make_datasets` was called with; stochastic baselines (boosted trees,
+        random negatives, spectral embeddings) draw from it, so `astrobio eval` over runs of
+        several seeds reports their spread too.
     """
 
     train: Any
@@ -31,6 +34,7 @@ class Datasets:
     provenance: dict[str, Any] = field(default_factory=dict)
     collate: Any = None
     context: Any = None
+    seed: int = 0
 
 
 @runtime_checkable
@@ -75,8 +79,9 @@ class ModelPlugin(Protocol):
         ...
 
     def baseline(self, datasets: Datasets) -> dict[str, dict[str, float]]:
-        """Simple baselines fitted on `datasets.train` only, scored like `evaluate` on
-        `datasets.val`: ``{"climatology": {"rmse": ...}, "linear": {...}}``."""
+        """The strongest cheap baselines, fitted on `datasets.train` only and scored like
+        `evaluate` on `datasets.val`: ``{"climatology": {"rmse": ...}, "ridge": {...}}``.
+        Randomised ones (boosted trees, ...) draw from ``datasets.seed``."""
         ...
 
 
