@@ -27,6 +27,7 @@ nothing at OUT.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -41,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from astrobio_cli import datacube as dc
+from astrobio_cli.data import lineage
 from astrobio_cli.errors import UsageError, UserError
 
 LAT_NAMES = ("lat", "latitude")
@@ -382,6 +384,23 @@ def preprocess(
         # After consolidating: zarr warns about files it does not know while it lists a store.
         merged = _merge_stats(groups, stats, ds)
         merged.save(tmp / "stats.json")
+        lineage.write_store_record(
+            tmp,
+            {
+                "source": "preprocess",
+                "options": {
+                    "variables": list(all_names),
+                    "stats_from": str(stats_from) if stats_from else None,
+                    "split": split,
+                    "train_fraction": train_fraction,
+                    "regrid": regrid,
+                    "patch": dataclasses.asdict(patch) if patch else None,
+                    "fill": fill,
+                },
+                "input": lineage.input_record(src, kind="climate-cube"),
+                "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
         say("done", total, total)
     return PreprocessResult(
         out, out / "stats.json", groups, merged, shapes, time.perf_counter() - started, native

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "astrobio_cli.cli.train_cmd",
     "astrobio_cli.cli.smoke_cmd",
     "astrobio_cli.cli.serve_cmd",
+    "astrobio_cli.cli.runs_cmd",
 )
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}

@@ -109,7 +109,9 @@ def save_checkpoint(
     weights = {k: v.detach().to("cpu").contiguous().clone() for k, v in model_state.items()}
     save_file(weights, str(tmp / "model.safetensors"), metadata={"step": str(step)})
     torch.save(train_state, tmp / "state.pt")
-    (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, indent=2), encoding="utf-8")
+    (tmp / "meta.json").write_text(
+        json.dumps({"step": step, **meta}, indent=2, default=str), encoding="utf-8"
+    )
     if final.exists():  # the same step saved again (e.g. final == periodic): replace it
         shutil.rmtree(final)
     tmp.rename(final)

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from astrobio_cli.data import lineage
 from astrobio_cli.errors import UsageError, UserError
 from astrobio_cli.training import checkpoint as ckpt
 from astrobio_cli.training.config import SMOKE_STEPS, TrainConfig
@@ -101,6 +102,10 @@ def train(
         Path(cfg.data) if cfg.data else None, seed=cfg.seed, smoke=cfg.quick_smoke
     )
     model = plugin.build(datasets)
+    # What the run read, from the archive query on (fetch sidecars, preprocess records).
+    inputs = (
+        lineage.input_record(cfg.data, kind=getattr(plugin, "data_kind", None)) if main else None
+    )
     order = BatchOrder(len(datasets.train), cfg.batch_size, world, rank, cfg.seed)
     per_step = cfg.grad_accum
     if cfg.quick_smoke:
@@ -154,7 +159,11 @@ def train(
         write_config(run_dir, resolved)
         if source is None:
             write_run_card(
-                run_dir, config=resolved, provenance=datasets.provenance, world_size=world
+                run_dir,
+                config=resolved,
+                provenance=datasets.provenance,
+                world_size=world,
+                inputs=[inputs],
             )
     log = MetricsLog(run_dir, resume_step=start_step if source else None) if main else None
     trace = _Trace(rank)
@@ -237,6 +246,7 @@ def train(
                 plugin,
                 loss_val,
                 gather_object,
+                {"lineage": inputs, "data_provenance": datasets.provenance},
             )
             if wrote:
                 trace.event("checkpoint", step)
@@ -398,6 +408,7 @@ def _save(
     plugin,
     loss_val,
     gather_object,
+    data_meta,
 ) -> bool:
     # get_state_dict and gather_object are collectives (FSDP gathers shards; every rank's RNG
     # goes to rank 0), so every rank calls them; only the main process writes.
@@ -423,6 +434,7 @@ def _save(
                 "seed": cfg.seed,
                 "loss": loss_val,
                 "world_size": acc.num_processes,
+                **data_meta,
             },
             keep_last=cfg.keep_last,
         )

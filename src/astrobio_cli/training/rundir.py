@@ -67,7 +67,12 @@ def git_revision() -> str | None:
 
 
 def write_run_card(
-    run_dir: Path, *, config: dict[str, Any], provenance: dict[str, Any], world_size: int
+    run_dir: Path,
+    *,
+    config: dict[str, Any],
+    provenance: dict[str, Any],
+    world_size: int,
+    inputs: list[dict[str, Any]] | None = None,
 ) -> None:
     from astrobio_cli import envinfo
 
@@ -83,6 +88,7 @@ def write_run_card(
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "world_size": world_size,
         "data": provenance,
+        "inputs": inputs or [],
         "env": env,
     }
     write_atomic(run_dir / "run_card.json", json.dumps(card, indent=2, default=str))

@@ -516,6 +516,29 @@ def write(ds: Any, out: Path, fmt: Format = "netcdf") -> Path:
     return out
 
 
+def write_sidecar(path: Path, *, seed: int, options: dict[str, Any]) -> Path:
+    """`<path>.provenance.json`: the generator, its version, seed and options and the output's
+    sha256 (a fingerprint for a Zarr directory), so a model trained on it names its data."""
+    import datetime as dt
+
+    from astrobio_cli import __version__
+    from astrobio_cli.data.lineage import file_sha256, store_fingerprint
+    from astrobio_cli.net.provenance import write_sidecar as write_json
+
+    path = Path(path)
+    digest = store_fingerprint(path) if path.is_dir() else file_sha256(path)
+    rec = {
+        "source": "synthetic-climate",
+        "generator": f"astrobio_data_sources.synthetic_climate v{GENERATOR_VERSION}",
+        "seed": seed,
+        "options": options,
+        "output": {"path": str(path), "sha256": digest},
+        "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "astrobio_version": __version__,
+    }
+    return write_json(path, rec)
+
+
 def _write(ds: Any, out: Path, tmp: Path, fmt: str) -> None:
     try:
         # Chunks along `sample` so a reader of one sample (CubeDataset) decompresses little:
@@ -586,6 +609,9 @@ def ensure_default(data_dir: Path | str | None = None) -> Path:
     path = Path(data_dir) / "synthetic-climate" / default_name()
     if not path.exists():
         write(generate(), path)
+        options = {"samples": DEFAULT_SAMPLES, "nlat": DEFAULT_NLAT, "nlon": DEFAULT_NLON,
+                   "nlev": DEFAULT_NLEV, "ice_albedo": True, "format": "netcdf"}  # fmt: skip
+        write_sidecar(path, seed=DEFAULT_SEED, options=options)
     return path
 
 

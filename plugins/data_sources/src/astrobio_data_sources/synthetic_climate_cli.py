@@ -64,6 +64,18 @@ def fetch_synthetic_climate(
     ds = sc.generate(samples, nlat=nlat, nlon=nlon, nlev=nlev, seed=seed, ice_albedo=ice_albedo)
     path = sc.write(ds, out, fmt)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - start
+    sc.write_sidecar(
+        path,
+        seed=seed,
+        options={
+            "samples": samples,
+            "nlat": nlat,
+            "nlon": nlon,
+            "nlev": nlev,
+            "ice_albedo": ice_albedo,
+            "format": fmt,
+        },
+    )
 
     info = sc.summary(ds)
     size = (
