@@ -246,6 +246,7 @@ class PluginHost:
                 e = self.entries[k][name]
                 st = _status(e.spec)
                 rows.append(_row(k, name, e.spec.description, e.plugin, st))
+                rows[-1].update(self._data_links(e.spec))
             for (ck, name), clashing in sorted(self.conflicts.items()):
                 if ck != k:
                     continue
@@ -257,6 +258,19 @@ class PluginHost:
                 continue
             rows.append(_row(b.kind or "?", b.plugin.name, "", b.plugin, Status("broken", b.error)))
         return rows
+
+    def _data_links(self, spec: Spec) -> dict[str, Any]:
+        """What data a model reads and which sources write it; what a source writes and which
+        models read it (`astrobio_cli.data.kinds`)."""
+        from astrobio_cli.data import kinds
+
+        if spec.kind == "model":
+            return {"data_kinds": list(spec.data_kinds), "fed_by": kinds.feeders(self, spec)}
+        if spec.kind == "data-source":
+            produced = list(getattr(spec, "produces", ()))
+            feeds = sorted({m for k in produced for m in kinds.consumers(self, k)})
+            return {"produces": produced, "feeds": feeds}
+        return {}
 
     def counts(self) -> dict[str, int]:
         out = {"available": 0, "unavailable": 0, "broken": 0}

@@ -494,13 +494,13 @@ def _data() -> str:
     import torch
     from torch.utils.data import DataLoader
 
-    try:
-        from astrobio_data_sources.synthetic_climate import ensure_default
-    except ImportError as exc:
-        raise RuntimeError(f"the synthetic-climate data source does not import: {exc}") from None
     from astrobio_cli.data.datasets import CUBE_INPUTS, CUBE_TARGETS, CubeDataset
+    from astrobio_cli.data.kinds import default_data
 
-    path = ensure_default()
+    try:  # through the contract: whichever installed source makes built-in climate cubes
+        path = default_data("climate-cube")
+    except ImportError as exc:
+        raise RuntimeError(f"the climate-cube data source does not import: {exc}") from None
     ds = CubeDataset(path, "train")
     batch = 4
     loader = DataLoader(

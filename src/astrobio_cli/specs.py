@@ -74,11 +74,17 @@ class DataSourceSpec(Spec):
     factory() -> the source object. `command` (optional) returns a plain function whose
     signature Typer turns into the options of `astrobio fetch NAME`; it is imported lazily.
     offline: True when the source needs no network (e.g. a generator).
+    produces: the data kinds its output is (`astrobio_cli.data.kinds.KINDS`, e.g.
+        `("exoplanet-table",)`): `astrobio plugins list` shows which models it can feed.
+    default_data: optional `(data_dir or None) -> Path`, for an offline source that makes the
+        built-in data of its kind (what a model trains on without `--data`); imported lazily.
     """
 
     kind: ClassVar[str] = "data-source"
     command: Callable[[], Callable[..., Any]] | None = None
     offline: bool = False
+    produces: tuple[str, ...] = ()
+    default_data: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("name", no_wrap=True, style="bold")
         table.add_column("status", overflow="fold")
         table.add_column("distribution", overflow="fold")
+        table.add_column("data", overflow="fold")
         table.add_column("description", overflow="fold")
         for r in rows:
             style = STATUS_STYLE.get(r["status"], "")
@@ -50,6 +51,7 @@ def register(app: typer.Typer) -> None:
                 r["name"],
                 f"[{style}]{_esc(status)}[/]",
                 f"{r['distribution']} {r['version']}",
+                _esc(_data_cell(r)),
                 _esc(r["description"]),
             )
         Console().print(table)
@@ -84,6 +86,17 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{k:>12}: {v}")
 
     app.add_typer(group, name="plugins")
+
+
+def _data_cell(r: dict) -> str:
+    """'reads climate-cube <- fetch synthetic-climate' / 'writes exoplanet-table -> planet-mass'."""
+    if "data_kinds" in r:
+        src = ", ".join(r["fed_by"]) or "no installed source"
+        return f"reads {', '.join(r['data_kinds']) or '-'} <- {src}"
+    if "produces" in r:
+        feeds = ", ".join(r["feeds"]) or "no installed model"
+        return f"writes {', '.join(r['produces']) or '-'} -> {feeds}"
+    return ""
 
 
 def _esc(text: str) -> str:

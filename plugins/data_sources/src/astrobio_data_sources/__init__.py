@@ -24,6 +24,12 @@ def _synthetic_climate_command():
     return fetch_synthetic_climate
 
 
+def _synthetic_climate_default(data_dir=None):
+    from astrobio_data_sources.synthetic_climate import ensure_default
+
+    return ensure_default(data_dir)
+
+
 @hookimpl(specname="register_data_sources")
 def register_synthetic_climate(register):
     from astrobio_cli.specs import DataSourceSpec
@@ -35,6 +41,8 @@ def register_synthetic_climate(register):
             factory=_synthetic_climate_source,
             command=_synthetic_climate_command,
             offline=True,
+            produces=("climate-cube",),
+            default_data=_synthetic_climate_default,
         )
     )
 
@@ -64,6 +72,7 @@ def register_nasa_exoplanet(register):
             description="NASA Exoplanet Archive (TAP): planets and host stars as typed Parquet.",
             factory=_nasa_exoplanet_source,
             command=_nasa_exoplanet_command,
+            produces=("exoplanet-table",),
         )
     )
 
@@ -71,6 +80,14 @@ def register_nasa_exoplanet(register):
 # -- remote archives: mast-lightcurve, mast-jwst-spectrum, ncbi, uniprot, ensembl, gtdb ---------
 
 # name -> (module, source class, CLI module, command function, description)
+_PRODUCES = {
+    "mast-lightcurve": ("light-curve",),
+    "mast-jwst-spectrum": ("transmission-spectra",),
+    "ncbi": ("sequences",),
+    "uniprot": ("sequences",),
+    "ensembl": ("sequences",),
+    "gtdb": ("taxonomy-table",),
+}
 _REMOTE_SOURCES = {
     "mast-lightcurve": (
         "mast",
@@ -146,5 +163,6 @@ def register_remote_archives(register):
                 description=description,
                 factory=_remote_factory(module, cls),
                 command=_remote_command(cli_module, fn),
+                produces=_PRODUCES.get(name, ()),
             )
         )
