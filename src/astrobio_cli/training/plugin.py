@@ -85,8 +85,31 @@ class ModelPlugin(Protocol):
         ...
 
 
+class OptionalModelPlugin(Protocol):
+    """Optional parts of a model plugin: the core calls each only when the plugin has it, and
+    says plainly when a command needs one the plugin lacks.
+
+    plot(model, datasets, path): draw the held-out evaluation as a PNG at `path` (predicted vs
+        true, calibration, ROC, ... as fits the model); `astrobio eval MODEL --plot PNG` calls
+        it (for the first run when several are given).
+    serve_adapter(model, datasets) -> adapter: what `astrobio serve` answers requests with; the
+        adapter contract (``input_model``, ``predict(items)``, ``describe()``, optional
+        ``generate(prompt, max_new_tokens, temperature)``) is in `astrobio_cli.serve`, whose
+        `CausalLMAdapter` serves any Hugging Face style causal language model.
+    tokenizer: a text model's tokenizer (``encode``, ``decode``), for serving and generation.
+
+    Attention backends have their own optional attribute, ``supports_dropout`` (hookspecs.py);
+    any spec may carry ``extras["smoke_checks"]`` (`astrobio_cli.smoke`).
+    """
+
+    def plot(self, model: Any, datasets: Datasets, path: Path) -> None: ...
+
+    def serve_adapter(self, model: Any, datasets: Datasets) -> Any: ...
+
+
 REQUIRED = ("name", "data_kind", "config", "train_defaults", "smoke_config", "primary_metric")
 METHODS = ("make_datasets", "build", "loss", "evaluate", "baseline")
+OPTIONAL = ("plot", "serve_adapter", "tokenizer")
 
 
 def check_plugin(obj: Any) -> list[str]:
