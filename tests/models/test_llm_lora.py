@@ -34,11 +34,20 @@ def tiny():
     return p, ds, p.build(ds)
 
 
-def test_only_adapters_and_head_train(tiny):
+def test_only_adapters_head_and_embeddings_train(tiny):
     _, _, model = tiny
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n or "lm_head" in n for n in trainable)
-    assert any("embed_tokens" in n for n, p in model.named_parameters() if not p.requires_grad)
+    assert trainable and all(
+        "lora_" in n or ("modules_to_save" in n and ("lm_head" in n or "embed_tokens" in n))
+        for n in trainable
+    )
+    assert any("embed_tokens.modules_to_save" in n for n in trainable)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert any("q_proj.base_layer" in n for n in frozen)
+    assert any("embed_tokens.original_module" in n for n in frozen)
+    p = factory({"hidden": 32, "layers": 1, "heads": 2, "train_embeddings": False})
+    off = p.build(None)
+    assert not any("embed_tokens" in n for n, q in off.named_parameters() if q.requires_grad)
 
 
 def test_generation_with_kv_cache_equals_without(tiny):
