@@ -335,20 +335,7 @@ class CausalLMAdapter:
             yield text[len(text_so_far) :]
 
 
-def llm_lora_adapter(plugin: Any, model: Any, datasets: Any) -> CausalLMAdapter:
-    """llm-lora: its own character tokenizer frames each text with BOS ... EOS ids; a Hugging
-    Face tokenizer (--model-path) adds its own special tokens and has an eos_token_id."""
-    from astrobio_models import llm_lora
-
-    tok = plugin.tokenizer
-    if isinstance(tok, llm_lora.CharTokenizer):
-        return CausalLMAdapter(
-            plugin, model, datasets, tok, prefix_ids=(llm_lora.BOS,), eos_id=llm_lora.EOS
-        )
-    return CausalLMAdapter(plugin, model, datasets, tok)
-
-
-BUILTIN_ADAPTERS: dict[str, Any] = {"cube-unet": CubeUNetAdapter, "llm-lora": llm_lora_adapter}
+BUILTIN_ADAPTERS: dict[str, Any] = {"cube-unet": CubeUNetAdapter}
 
 
 # -- the app ------------------------------------------------------------------------------------

@@ -475,6 +475,17 @@ class LLMLoRAPlugin:
         fig.savefig(path, dpi=100)
         plt.close(fig)
 
+    def serve_adapter(self, model, datasets):
+        """`astrobio serve llm-lora`: prompt in, text out, through the key-value cache. The
+        character tokenizer frames each text with BOS ... EOS ids; a Hugging Face tokenizer
+        (--model-path) adds its own special tokens and has an eos_token_id."""
+        from astrobio_cli.serve import CausalLMAdapter
+
+        tok = self.tokenizer
+        if isinstance(tok, CharTokenizer):
+            return CausalLMAdapter(self, model, datasets, tok, prefix_ids=(BOS,), eos_id=EOS)
+        return CausalLMAdapter(self, model, datasets, tok)
+
     def generate(
         self, model, prompt: str, max_new_tokens: int = 40, *, use_cache: bool = True
     ) -> str:
