@@ -86,8 +86,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (n - 1; 0 for a single value) in float64."""
     n = len(values)
     mean = math.fsum(values) / n
-    if n < 2:
-        return mean, 0.0
+    if n < 2 or min(values) == max(values):
+        return (values[0] if n else mean), 0.0
     return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
 
 
