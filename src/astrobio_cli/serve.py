@@ -11,9 +11,9 @@ unknown field is a 422 whose `detail[].loc` names it (e.g. `["body", "instances"
 "obliquity"]`). A body over the size limit is a 413 before it is read in full; a batch over
 `max_batch` instances a 422. The server keeps serving after bad requests.
 
-How a model is served (the "serving adapter"): a model plugin may define
-`serve_adapter(model, datasets) -> adapter`; otherwise the built-in adapters here are used
-(`cube-unet`). An adapter has:
+How a model is served (the "serving adapter"): the model plugin defines
+`serve_adapter(model, datasets) -> adapter` (cube-unet and llm-lora do, in their plugin; the core
+knows no model). `CausalLMAdapter` below serves any Hugging Face style causal LM. An adapter has:
 
     input_model       a pydantic model of ONE instance (extra fields forbidden)
     predict(items)    a list of validated instances -> a list of JSON-able dicts (one per item)
@@ -98,126 +98,14 @@ def make_adapter(name: str, plugin: Any, model: Any, datasets: Any) -> Any:
     own = getattr(plugin, "serve_adapter", None)
     if callable(own):
         return own(model, datasets)
-    if name in BUILTIN_ADAPTERS:
-        return BUILTIN_ADAPTERS[name](plugin, model, datasets)
-    known = ", ".join(sorted(BUILTIN_ADAPTERS))
     raise UserError(
-        f"model '{name}' has no serving adapter: its plugin defines no serve_adapter(model, "
-        f"datasets) and the built-in adapters cover {known} (see docs/deploy.md, 'Serving')"
+        f"model '{name}' cannot be served: its plugin defines no serve_adapter(model, datasets) "
+        "(see docs/deploy.md, 'Serving', and the model contract in "
+        "astrobio_cli.training.plugin)"
     )
 
 
-# -- cube-unet ----------------------------------------------------------------------------------
-
-
-class CubeUNetAdapter:
-    """Planet parameters in, the predicted climate (air temperature and humidity) out.
-
-    An instance is what `synthetic-climate` samples for one planet: stellar_flux, rotation_period,
-    obliquity, greenhouse_factor, surface_albedo and an optional land mask (lat x lon of 0/1,
-    default all ocean). Inputs are turned into the model's channels by the plugin's own
-    `to_tensors`, with the training split's statistics (the training samples are kept in memory
-    for that: the standardisation is then exactly the one the model was trained with).
-    """
-
-    def __init__(self, plugin: Any, model: Any, datasets: Any) -> None:
-        import numpy as np
-        from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-        from astrobio_models import cube_unet as cu
-        from astrobio_models._common import split_indices
-
-        self.cu, self.model = cu, model
-        path = datasets.provenance.get("path") or str(cu.default_data_path())
-        arrays, _ = cu.load_cube(Path(path))
-        n = arrays["ta"].shape[0]
-        train_idx, _ = split_indices(n, plugin.config["val_fraction"], plugin.config["split_seed"])
-        # Only what to_tensors reads, for the training samples (stats come from these alone).
-        per_sample = [k for k in arrays if k not in ("lat", "plev")]
-        self.train = {k: arrays[k][train_idx] for k in per_sample}
-        self.lat, self.plev = arrays["lat"], arrays["plev"]
-        nlat, nlon = arrays["land_mask"].shape[1:]
-        self.nlat, self.nlon = nlat, nlon
-        lon = np.arange(nlon) * 360.0 / nlon
-        self.grid = {"plev_pa": self.plev.tolist(), "lat": self.lat.tolist(), "lon": lon.tolist()}
-
-        class CubeUNetInput(BaseModel):
-            model_config = ConfigDict(extra="forbid")
-            stellar_flux: float = Field(gt=0, le=1e5, description="W m-2 at the orbit (Earth 1361)")
-            rotation_period: float = Field(gt=0, le=1e4, description="day")
-            obliquity: float = Field(ge=0, le=90, description="degree")
-            greenhouse_factor: float = Field(ge=0, le=1, description="grey long-wave absorptivity")
-            surface_albedo: float = Field(ge=0, lt=1, description="ice-free ocean albedo")
-            land_mask: list[list[float]] | None = Field(
-                None, description=f"{nlat} x {nlon} of 0 (ocean) or 1 (land); default: all ocean"
-            )
-
-            @field_validator("land_mask")
-            @classmethod
-            def _grid(cls, v):
-                if v is None:
-                    return v
-                if len(v) != nlat or any(len(row) != nlon for row in v):
-                    raise ValueError(f"must be {nlat} rows (lat) of {nlon} values (lon)")
-                if any(x not in (0.0, 1.0) for row in v for x in row):
-                    raise ValueError("values must be 0 (ocean) or 1 (land)")
-                return v
-
-        self.input_model = CubeUNetInput
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "outputs": {
-                "ta": "air temperature, K, (plev, lat, lon)",
-                "hus": "specific humidity, kg kg-1, (plev, lat, lon)",
-                "ts_mean": "area-weighted global mean surface temperature, K",
-            },
-            "grid": self.grid,
-            "training_ranges": "see `astrobio fetch synthetic-climate --help`",
-        }
-
-    def predict(self, items: list[Any]) -> list[dict[str, Any]]:
-        import numpy as np
-        import torch
-
-        from astrobio_data_sources.synthetic_climate import annual_insolation
-
-        k = len(items)
-        new: dict[str, np.ndarray] = {}
-        for name in self.cu.SCALARS:
-            new[name] = np.array([getattr(it, name) for it in items], dtype=np.float64)
-        land = np.zeros((k, self.nlat, self.nlon))
-        for i, it in enumerate(items):
-            if it.land_mask is not None:
-                land[i] = np.asarray(it.land_mask, dtype=np.float64)
-        new["land_mask"] = land
-        new["rsdt"] = annual_insolation(new["stellar_flux"], new["obliquity"], self.lat)
-        shape = (k, *self.train["ta"].shape[1:])
-        new["ta"], new["hus"] = np.zeros(shape), np.zeros(shape)  # targets: unused here
-        joined = {n: np.concatenate([self.train[n], new[n]]) for n in self.train}
-        joined["lat"], joined["plev"] = self.lat, self.plev
-        n_train = self.train["ta"].shape[0]
-        ctx = self.cu.to_tensors(joined, list(range(n_train)))
-        x = ctx["x"][n_train:]
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            y = self.model(x.to(device)).float().cpu()
-        phys = self.cu.unscale(y, ctx).double().numpy()  # (k, 2, Z, Y, X)
-        area = ctx["area"].double().numpy()  # (Y,) weights summing to 1
-        out = []
-        for i in range(k):
-            ts = phys[i, 0, 0]  # surface level
-            out.append(
-                {
-                    "ts_mean": float((ts.mean(axis=1) * area).sum()),
-                    "ta": np.round(phys[i, 0], 4).tolist(),
-                    "hus": phys[i, 1].tolist(),
-                }
-            )
-        return out
-
-
-# -- causal language models (llm-lora) ---------------------------------------------------------
+# -- causal language models (a plugin's serve_adapter may use this) ---------------------------------------------------------
 
 
 def find_tokenizer(plugin: Any, datasets: Any) -> Any:
@@ -333,9 +221,6 @@ class CausalLMAdapter:
         text = self._decode(new)
         if text != text_so_far and text.startswith(text_so_far):
             yield text[len(text_so_far) :]
-
-
-BUILTIN_ADAPTERS: dict[str, Any] = {"cube-unet": CubeUNetAdapter}
 
 
 # -- the app ------------------------------------------------------------------------------------

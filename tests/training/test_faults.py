@@ -76,7 +76,7 @@ def test_eval_json_and_plot(tmp_path, tiny_config, train_env, run_astrobio):
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["step"] == 2 and report["primary_metric"] == ["rmse", "lower"]
-    assert set(report["baselines"]) == {"climatology", "linear"}
+    assert set(report["baselines"]) == {"climatology", "linear", "ridge-quadratic"}
     assert report["samples"] == 64
     # the climatology baseline predicts the training mean: its R^2 on held-out data is ~0
     assert abs(report["baselines"]["climatology"]["r2"]) < 0.05

@@ -29,6 +29,13 @@ Loss (all terms documented, weights are options):
                               weights w, alpha the generator's albedo with ice feedback). ebal is
                               the squared imbalance of the predicted Ts, in units of 340 W m-2.
 
+Baselines (`astrobio eval`; fitted on the training split, scored like the network):
+    climatology       the training mean at every grid point;
+    linear            per grid point, least squares on the five scalars and the land mask;
+    ridge-quadratic   per grid point, ridge on the scalars, their squares and pairwise products
+                      and the land mask (float64 normal equations, intercept not shrunk), one
+                      alpha for the grid chosen by 5-fold cross-validation on the training split.
+
 This module imports torch; the registration in `__init__.py` imports it only when called.
 """
 
@@ -98,6 +105,7 @@ class CubeUNetPlugin:
             val=CubeItems(tensors, val_idx),
             provenance=provenance,
             context=tensors,
+            seed=seed,
         )
 
     # -- model --------------------------------------------------------------------------------
@@ -136,11 +144,20 @@ class CubeUNetPlugin:
         return cube_metrics(pred, datasets.val)
 
     def baseline(self, datasets) -> dict[str, dict[str, float]]:
-        clim, lin = baselines(datasets.context, datasets.train.idx, datasets.val.idx)
+        ctx, tr, va = datasets.context, datasets.train.idx, datasets.val.idx
+        clim, lin = baselines(ctx, tr, va)
+        quad, _alpha = quadratic_baseline(ctx, tr, va)
         return {
             "climatology": cube_metrics(clim, datasets.val),
             "linear": cube_metrics(lin, datasets.val),
+            "ridge-quadratic": cube_metrics(quad, datasets.val),
         }
+
+    def serve_adapter(self, model, datasets):
+        """`astrobio serve cube-unet`: planet parameters in, the predicted climate out."""
+        from astrobio_models.cube_unet_serve import CubeUNetAdapter
+
+        return CubeUNetAdapter(self, model, datasets)
 
     def plot(self, model, datasets, path: Path) -> None:
         """Predicted vs true surface temperature of the first held-out planet."""
@@ -344,6 +361,62 @@ def baselines(ctx, train_idx, val_idx):
     coef = torch.linalg.solve(ata, a_tr.transpose(-1, -2) @ b_tr)  # (Y, X, F, C*Z)
     lin = (features(val_idx) @ coef).reshape(ny, nx, len(val_idx), c, z).permute(2, 3, 4, 0, 1)
     return clim.float(), lin.float()
+
+
+QUADRATIC_ALPHAS = tuple(10.0**k for k in range(-3, 4))
+CV_FOLDS = 5
+
+
+def quadratic_features(ctx, idx):
+    """(Y, X, n, 22) float64 per-grid-point features: the five standardised scalars, their
+    squares and pairwise products (15), the land mask at the point, and a constant (last)."""
+    import torch
+
+    s = ctx["scalars"][idx].double()  # (n, 5)
+    i, j = torch.triu_indices(s.shape[1], s.shape[1])
+    glob = torch.cat([s, s[:, i] * s[:, j]], 1)  # (n, 20)
+    land = ctx["land"][idx].double().permute(1, 2, 0)[..., None]  # (Y, X, n, 1)
+    ny, nx = land.shape[:2]
+    # (Y, X, n, F)
+    return torch.cat([glob.expand(ny, nx, -1, -1), land, torch.ones_like(land)], -1)
+
+
+def _grid_ridge(ata, atb, alpha):
+    """Per-grid-point ridge coefficients (Y, X, F, K) from the normal equations' a^T a
+    (Y, X, F, F) and a^T b (Y, X, F, K); the constant feature (last) is not shrunk."""
+    import torch
+
+    pen = torch.full((ata.shape[-1],), float(alpha), dtype=torch.float64)
+    pen[-1] = 0.0
+    return torch.linalg.solve(ata + torch.diag(pen), atb)
+
+
+def quadratic_baseline(ctx, train_idx, val_idx, alphas=QUADRATIC_ALPHAS):
+    """A ridge regression per grid point on `quadratic_features` (all targets of the column of
+    levels at once), float64 normal equations. One alpha for the whole grid, chosen from
+    `alphas` by `CV_FOLDS`-fold cross-validation on the training split (contiguous folds of
+    the training samples). Returns the (n_val, 2, Z, Y, X) float32 predictions and alpha."""
+    import torch
+
+    y = ctx["y"].double()
+    _, c, z, ny, nx = y.shape
+    train_idx = list(train_idx)
+    a = quadratic_features(ctx, train_idx)
+    b = y[train_idx].permute(3, 4, 0, 1, 2).reshape(ny, nx, len(train_idx), c * z)
+    gram = lambda u, v: u.transpose(-1, -2) @ v  # noqa: E731
+    ata, atb = gram(a, a), gram(a, b)
+    folds = torch.arange(len(train_idx)) * CV_FOLDS // len(train_idx)
+    errors = [0.0] * len(alphas)
+    for k in range(CV_FOLDS):
+        ah, bh = a[:, :, folds == k], b[:, :, folds == k]
+        ata_k, atb_k = ata - gram(ah, ah), atb - gram(ah, bh)
+        for i, alpha in enumerate(alphas):
+            errors[i] += float(((ah @ _grid_ridge(ata_k, atb_k, alpha) - bh) ** 2).sum())
+    alpha = alphas[min(range(len(alphas)), key=errors.__getitem__)]
+    coef = _grid_ridge(ata, atb, alpha)
+    pred = quadratic_features(ctx, list(val_idx)) @ coef  # (Y, X, n_val, C*Z)
+    pred = pred.reshape(ny, nx, len(val_idx), c, z).permute(2, 3, 4, 0, 1)
+    return pred.float(), alpha
 
 
 def groups(ch: int) -> int:

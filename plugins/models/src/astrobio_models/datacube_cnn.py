@@ -11,7 +11,10 @@ channel), pointwise 1x1x1 convolution, GroupNorm, SiLU, squeeze-excitation (glob
 two small linear layers -> sigmoid channel gates, Hu et al. 2018), residual], halving lat and lon
 after every block; global average pooling and a linear head. Depthwise-separable convolutions
 cost about 1/27 + 1/C of a full 3x3x3 convolution's multiply-adds.
-Baseline: the mean predictor (the training split's mean of each target).
+Baselines (`astrobio eval`; fitted on the training split, scored like the network): the mean
+of each target; ridge, quadratic ridge and boosted trees (`tabular_baselines`) on
+`pooled_inputs`, the area-weighted global mean of each input channel (the five planet scalars,
+the land fraction and the mean insolation; the coordinate channels are dropped as constant).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -74,7 +78,11 @@ class DatacubeCNNPlugin:
         ctx.update(t=((raw - mean) / std).float(), t_mean=mean, t_std=std)
         provenance.update({"samples": n, "train": len(tr), "val": len(va), "targets": TARGETS})
         return Datasets(
-            train=Items(ctx, tr), val=Items(ctx, va), provenance=provenance, context=ctx
+            train=Items(ctx, tr),
+            val=Items(ctx, va),
+            provenance=provenance,
+            context=ctx,
+            seed=seed,
         )
 
     def build(self, datasets):
@@ -98,7 +106,8 @@ class DatacubeCNNPlugin:
     def _metrics(self, pred, items):
         ctx = items.ctx
         true = ctx["t"][items.idx]
-        out = {"rmse": regression_metrics(pred.numpy(), true.numpy())["rmse"]}
+        overall = regression_metrics(pred.numpy(), true.numpy())
+        out = {"rmse": overall["rmse"], "r2": overall["r2"]}
         p = pred.double() * ctx["t_std"] + ctx["t_mean"]
         t = true.double() * ctx["t_std"] + ctx["t_mean"]
         out["rmse_gmst_K"] = regression_metrics(p[:, 0].numpy(), t[:, 0].numpy())["rmse"]
@@ -108,10 +117,49 @@ class DatacubeCNNPlugin:
     def evaluate(self, model, datasets):
         return self._metrics(self._predict(model, datasets.val), datasets.val)
 
+    def baseline_predictions(self, datasets) -> dict[str, np.ndarray]:
+        """Each baseline's (n_val, 2) standardised predictions, fitted on the training split:
+        the mean, and ridge / quadratic ridge / boosted trees on `pooled_inputs`."""
+        from astrobio_models.tabular_baselines import fit_predict
+
+        ctx, tr, va = datasets.context, datasets.train.idx, datasets.val.idx
+        x, t = pooled_inputs(ctx), ctx["t"].double().numpy()
+        preds = {"mean": np.repeat(t[tr].mean(0, keepdims=True), len(va), 0)}
+        preds.update(fit_predict(x[tr], t[tr], x[va], datasets.seed))
+        return preds
+
     def baseline(self, datasets):
-        t = datasets.context["t"]
-        mean = t[datasets.train.idx].mean(0, keepdim=True)
-        return {"mean": self._metrics(mean.expand(len(datasets.val), -1), datasets.val)}
+        preds = self.baseline_predictions(datasets)
+        self._baseline_cache = (datasets, preds)  # plot() reuses them
+        return {k: self._metrics(torch.from_numpy(v), datasets.val) for k, v in preds.items()}
+
+    def plot(self, model, datasets, path: Path) -> None:
+        """Predicted vs true GMST and habitable fraction on the held-out split: the model and
+        the best baseline (lowest RMSE)."""
+        from astrobio_models.tabular_baselines import best_baseline, plot_pred_vs_true
+
+        cache = getattr(self, "_baseline_cache", None)
+        preds = cache[1] if cache and cache[0] is datasets else self.baseline_predictions(datasets)
+        with torch.no_grad():
+            pred = self._predict(model, datasets.val).double().numpy()
+        ctx = datasets.context
+        true = ctx["t"][datasets.val.idx].double().numpy()
+        best = best_baseline(preds, true)
+        mean, std = ctx["t_mean"].numpy(), ctx["t_std"].numpy()
+        phys = lambda v: v * std + mean  # noqa: E731
+        plot_pred_vs_true(
+            path, phys(true), phys(pred), phys(preds[best]), best, ("gmst (K)", "habitable_frac"),
+            f"{NAME}, held-out split",
+        )  # fmt: skip
+
+
+def pooled_inputs(ctx: dict[str, Any]) -> np.ndarray:
+    """(N, C) float64: the area-weighted global mean of each input channel (over level, lat and
+    lon; what the network's global average pooling sees of its input), the tabular baselines'
+    inputs. That is the five planet scalars, the land fraction and the mean insolation; the
+    coordinate channels are the same for every planet (and get dropped)."""
+    w = ctx["area"].double()  # (Y,), sums to 1
+    return (ctx["x"].double().mean((2, 4)) * w).sum(-1).numpy()
 
 
 class Items:

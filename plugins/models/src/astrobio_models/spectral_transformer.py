@@ -22,11 +22,24 @@ transit-depth approximation of Lecavelier des Etangs et al. 2008 / de Wit & Seag
 Parameters (uniform priors): T 500-2000 K; log10 x_H2O, x_CH4, x_CO2 in [-8, -2];
 log10 P_cloud / bar in [-5, 1].
 
-Network: each wavelength bin is a token (its standardised depth and its log wavelength, both
-projected to `dim`), `layers` pre-norm transformer blocks whose self-attention calls
-`astrobio_cli.attention.attention` (so every backend is exercised by a real model), mean
-pooling and a linear head to the 5 standardised parameters.
-Baseline: the mean predictor.
+Inputs (per spectrum): its shape, the depths standardised by the spectrum's own mean and spread;
+with `amplitude` (default) also the depths standardised by the training split's overall mean
+and spread, and two whole-spectrum numbers, the mean depth and the log spread
+(`amplitude_features`). With the planet's radius, the star's and gravity fixed, as in the
+generator, the spread of the features is proportional to the scale height, so to T, which the
+shape alone hides (doubling T leaves the standardised spectrum almost unchanged). For spectra of
+planets of different sizes, set `amplitude: false`: the shape alone.
+
+Network: the spectrum is cut into patches of `patch` bins; a convolution over each patch and
+its two neighbours (both input channels) plus an embedding of the patch's log wavelength makes
+one token per patch, the whole-spectrum numbers are added to every token; `layers` pre-norm
+transformer blocks whose self-attention calls `astrobio_cli.attention.attention` (so every
+backend is exercised by a real model), mean pooling (or `pool: flatten`, every token's
+features) and a linear head to the 5 standardised parameters.
+
+Baselines (`astrobio eval`; fitted on the training split, scored like the network): the mean;
+ridge, quadratic ridge and boosted trees (`tabular_baselines`) on the network's own inputs,
+one feature per bin and input channel plus the two whole-spectrum numbers.
 """
 
 from __future__ import annotations
@@ -62,10 +75,13 @@ BANDS = {
 }
 
 DEFAULTS: dict[str, Any] = {
-    "dim": 64,
+    "dim": 32,
     "heads": 4,
     "layers": 3,
     "dropout": 0.0,
+    "patch": 2,
+    "pool": "mean",
+    "amplitude": True,
     "samples": 6000,
     "bins": 64,
     "data_seed": 0,
@@ -116,10 +132,19 @@ def simulate(n: int, bins: int, seed: int) -> dict[str, np.ndarray]:
     return {"wavelength": lam, "spectra": spectra, "params": params}
 
 
+def amplitude_features(spectra: np.ndarray, train_idx: list[int]) -> np.ndarray:
+    """(N, 2): each spectrum's mean depth and the log of its spread over wavelength,
+    standardised with the training split's statistics. With the planet's radius, the star's and
+    gravity fixed (as in `simulate`), the spread of the features is proportional to the scale
+    height, so to the temperature, which the per-spectrum standardisation removes."""
+    g = np.column_stack([spectra.mean(1), np.log(spectra.std(1) + 1e-30)])
+    return (g - g[train_idx].mean(0)) / (g[train_idx].std(0) + 1e-12)
+
+
 class SpectralTransformerPlugin:
     name = NAME
     data_kind = "transmission-spectra"
-    train_defaults = {"lr": 1e-3, "batch_size": 64, "steps": 600, "warmup": 30}
+    train_defaults = {"lr": 1e-3, "batch_size": 64, "steps": 2000, "warmup": 50}
     smoke_config = {"dim": 16, "heads": 2, "layers": 1, "samples": 512, "bins": 32}
     primary_metric = ("rmse", "lower")
 
@@ -155,9 +180,12 @@ class SpectralTransformerPlugin:
         n = len(arrays["spectra"])
         tr, va = split_indices(n, c["val_fraction"], c["split_seed"])
         s, p = arrays["spectra"], arrays["params"]
-        # standardise each spectrum by its own mean and spread (the planet's size is not a
-        # parameter; the shape of the spectrum carries the atmosphere)
+        # each spectrum by its own mean and spread (its shape), and with `amplitude` also on
+        # the training split's common scale and its two whole-spectrum numbers
         s_n = (s - s.mean(1, keepdims=True)) / (s.std(1, keepdims=True) + 1e-12)
+        if c["amplitude"]:
+            s_abs = (s - s[tr].mean()) / (s[tr].std() + 1e-30)
+            s_n = np.hstack([s_n, s_abs, amplitude_features(s, tr)])
         p_mean, p_std = p[tr].mean(0), p[tr].std(0) + 1e-12
         log_lam = np.log(arrays["wavelength"])
         ctx = {
@@ -171,7 +199,11 @@ class SpectralTransformerPlugin:
         }
         provenance.update({"train": len(tr), "val": len(va), "params": PARAMS})
         return Datasets(
-            train=Items(ctx, tr), val=Items(ctx, va), provenance=provenance, context=ctx
+            train=Items(ctx, tr),
+            val=Items(ctx, va),
+            provenance=provenance,
+            context=ctx,
+            seed=seed,
         )
 
     def build(self, datasets):
@@ -179,7 +211,8 @@ class SpectralTransformerPlugin:
         return SpectralTransformer(
             len(datasets.context["lam"]), c["dim"], c["heads"], c["layers"], len(PARAMS),
             c["dropout"], c["attention_backend"], c["grad_checkpointing"],
-            datasets.context["lam"],
+            datasets.context["lam"], c["patch"], c["pool"], 2 if c["amplitude"] else 1,
+            2 if c["amplitude"] else 0,
         )  # fmt: skip
 
     def loss(self, model, batch, datasets):
@@ -188,27 +221,59 @@ class SpectralTransformerPlugin:
     def _metrics(self, pred, items):
         ctx = items.ctx
         true = ctx["y"][items.idx]
-        out = {"rmse": regression_metrics(pred.numpy(), true.numpy())["rmse"]}
+        overall = regression_metrics(pred.numpy(), true.numpy())
+        out = {"rmse": overall["rmse"], "r2": overall["r2"]}
         p = pred.double().numpy() * ctx["p_std"] + ctx["p_mean"]
         t = true.double().numpy() * ctx["p_std"] + ctx["p_mean"]
         for i, name in enumerate(PARAMS):
             out[f"rmse_{name}"] = regression_metrics(p[:, i], t[:, i])["rmse"]
         return out
 
-    def evaluate(self, model, datasets):
-        items = datasets.val
+    def predict(self, model, items) -> torch.Tensor:
         device = next(model.parameters()).device
-        pred = torch.cat(
+        return torch.cat(
             [
                 model(items.ctx["x"][items.idx[s : s + 256]].to(device)).float().cpu()
                 for s in range(0, len(items.idx), 256)
             ]
         )
-        return self._metrics(pred, items)
+
+    def evaluate(self, model, datasets):
+        return self._metrics(self.predict(model, datasets.val), datasets.val)
+
+    def baseline_predictions(self, datasets) -> dict[str, np.ndarray]:
+        """Each baseline's (n_val, 5) standardised predictions, fitted on the training split:
+        the mean, and ridge / quadratic ridge / boosted trees on the model's own inputs (the
+        standardised spectrum, one feature per bin)."""
+        from astrobio_models.tabular_baselines import fit_predict
+
+        ctx, tr, va = datasets.context, datasets.train.idx, datasets.val.idx
+        x, y = ctx["x"].double().numpy(), ctx["y"].double().numpy()
+        preds = {"mean": np.repeat(y[tr].mean(0, keepdims=True), len(va), 0)}
+        preds.update(fit_predict(x[tr], y[tr], x[va], datasets.seed))
+        return preds
 
     def baseline(self, datasets):
-        mean = datasets.context["y"][datasets.train.idx].mean(0, keepdim=True)
-        return {"mean": self._metrics(mean.expand(len(datasets.val), -1), datasets.val)}
+        preds = self.baseline_predictions(datasets)
+        self._baseline_cache = (datasets, preds)  # plot() reuses them
+        return {k: self._metrics(torch.from_numpy(v), datasets.val) for k, v in preds.items()}
+
+    def plot(self, model, datasets, path: Path) -> None:
+        """Predicted vs true value of each parameter on the held-out split: the model and the
+        best baseline (lowest RMSE)."""
+        from astrobio_models.tabular_baselines import best_baseline, plot_pred_vs_true
+
+        cache = getattr(self, "_baseline_cache", None)
+        preds = cache[1] if cache and cache[0] is datasets else self.baseline_predictions(datasets)
+        with torch.no_grad():
+            pred = self.predict(model, datasets.val).double().numpy()
+        ctx = datasets.context
+        true = ctx["y"][datasets.val.idx].double().numpy()
+        best = best_baseline(preds, true)
+        phys = lambda v: v * ctx["p_std"] + ctx["p_mean"]  # noqa: E731
+        plot_pred_vs_true(
+            path, phys(true), phys(pred), phys(preds[best]), best, PARAMS, f"{NAME}, held-out split"
+        )
 
 
 class Items:
@@ -247,23 +312,48 @@ class Block(nn.Module):
 
 
 class SpectralTransformer(nn.Module):
-    def __init__(self, bins, dim, heads, layers, n_out, dropout, backend, grad_checkpointing, lam):
+    def __init__(
+        self, bins, dim, heads, layers, n_out, dropout, backend, grad_checkpointing, lam,
+        patch=1, pool="mean", channels=1, n_global=0,
+    ):  # fmt: skip
         super().__init__()
         if dim % heads:
             raise ValueError(f"spectral-transformer: dim {dim} is not divisible by heads {heads}")
-        self.register_buffer("lam", lam.clone().float(), persistent=True)
-        self.value = nn.Linear(1, dim)
+        if patch < 1:
+            raise ValueError(f"spectral-transformer: patch {patch} must be at least 1")
+        if pool not in ("mean", "flatten"):
+            raise ValueError(f"spectral-transformer: pool {pool!r} is not 'mean' or 'flatten'")
+        tokens = -(-bins // patch)
+        pad = tokens * patch - bins
+        lam = lam.clone().float()
+        lam_tok = nn.functional.pad(lam[None], (0, pad), mode="replicate").view(tokens, patch)
+        lam_tok = lam_tok.mean(1)
+        self.patch, self.pad, self.pool = patch, pad, pool
+        self.register_buffer("lam", lam_tok, persistent=True)
+        # each token: its patch of depths, and the patch's neighbours on either side (a kernel
+        # of 3 patches, stride 1 patch), so features that straddle a patch edge are seen whole
+        self.value = nn.Conv1d(channels, dim, 3 * patch, stride=patch, padding=patch)
         self.where = nn.Sequential(nn.Linear(1, dim), nn.GELU(), nn.Linear(dim, dim))
+        # whole-spectrum inputs (amplitude_features), added to every token
+        self.bins, self.channels = bins, channels
+        self.glob = nn.Linear(n_global, dim) if n_global else None
         self.blocks = nn.ModuleList(Block(dim, heads, dropout, backend) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, n_out)
+        head_in = dim * tokens if pool == "flatten" else dim
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(head_in, n_out))
         self.grad_checkpointing = grad_checkpointing
 
-    def forward(self, x):  # x (B, W) standardised depths -> (B, n_out)
-        h = self.value(x[..., None]) + self.where(self.lam[:, None])[None]  # (B, W, C)
+    def forward(self, x):  # x (B, W + n_global) standardised depths, globals -> (B, n_out)
+        n = self.bins * self.channels
+        x, g = x[:, :n].view(len(x), self.channels, self.bins), x[:, n:]
+        x = nn.functional.pad(x, (0, self.pad), mode="replicate")  # (B, channels, T*P)
+        h = self.value(x).transpose(1, 2) + self.where(self.lam[:, None])[None]  # (B, T, C)
+        if self.glob is not None:
+            h = h + self.glob(g)[:, None]
         for block in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, use_reentrant=False)
             else:
                 h = block(h)
-        return self.head(self.norm(h).mean(1))
+        h = self.norm(h)
+        return self.head(h.flatten(1) if self.pool == "flatten" else h.mean(1))
