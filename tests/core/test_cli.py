@@ -69,7 +69,16 @@ def test_plugins_list_json_has_every_field_and_status(toy_host):
             "version",
             "status",
             "reason",
-        }
+        } | _data_fields(r)
+
+
+def _data_fields(row: dict) -> set[str]:
+    """The data-kind links a row carries: models what they read, sources what they write."""
+    if row["status"] == "broken" and "fed_by" not in row and "feeds" not in row:
+        return set()
+    return {"model": {"data_kinds", "fed_by"}, "data-source": {"produces", "feeds"}}.get(
+        row["kind"], set()
+    )
 
 
 def test_plugins_list_kind_filter(toy_host):

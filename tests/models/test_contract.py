@@ -10,7 +10,14 @@ from safetensors.torch import load_file, save_file
 from astrobio_cli.plugins import resolve
 from astrobio_cli.training.plugin import check_plugin
 
-MODELS = ["cube-unet", "datacube-cnn", "spectral-transformer", "graph-vae", "llm-lora"]
+MODELS = [
+    "cube-unet",
+    "datacube-cnn",
+    "spectral-transformer",
+    "graph-vae",
+    "llm-lora",
+    "planet-mass",
+]
 
 
 @pytest.fixture(params=MODELS)

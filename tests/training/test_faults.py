@@ -104,6 +104,8 @@ def test_model_data_mismatch_before_training(cli, tmp_path):
     r = cli("train", "cube-unet", "--data", str(corpus))
     assert r.exit_code == 2
     assert "cannot train on text-corpus data" in r.output
+    # it names the command that writes the right kind, from the installed sources
+    assert "`astrobio fetch synthetic-climate` writes climate-cube" in " ".join(r.output.split())
     assert not (tmp_path / "runs").exists()
 
 

@@ -50,8 +50,7 @@ KINDS: dict[str, DataKind] = {
             "transmission-spectra",
             "spectra on a wavelength grid, with their errors",
             (".npz", ".parquet"),
-            "wavelength (um), flux or transit depth, error; .npz: x (N, wavelengths) and "
-            "targets y",
+            "wavelength (um), flux or transit depth, error; .npz: x (N, wavelengths) and targets y",
             "astrobio_models.spectral_transformer (npz); mast-jwst-spectrum Parquet",
         ),
         DataKind(

@@ -20,7 +20,7 @@ SUFFIX_KINDS = {
     ".zarr": "climate-cube",
     ".xml": "metabolic-network",
     ".sbml": "metabolic-network",
-    ".csv": "exoplanet-table",
+    ".csv": "exoplanet-table",  # NASA archive, exoplanet.eu export, TEPCat (data/tables.py)
     ".tsv": "exoplanet-table",
     ".txt": "text-corpus",
     ".npz": "transmission-spectra",
@@ -39,7 +39,27 @@ def data_kind(data: str) -> str | None:
     if suffix == ".json" and p.is_file():
         head = p.read_text(encoding="utf-8", errors="replace")[:2000]
         return "metabolic-network" if '"reactions"' in head and '"metabolites"' in head else None
+    if suffix == ".parquet" and p.is_file():
+        return _parquet_kind(p)
     return SUFFIX_KINDS.get(suffix)
+
+
+def _parquet_kind(path: Path) -> str | None:
+    """A Parquet table with a `pl_name` column (what `astrobio fetch nasa-exoplanet` writes) is
+    an exoplanet table; other Parquet files are not recognised here."""
+    try:
+        import pyarrow.parquet as pq
+
+        names = {n.lower() for n in pq.read_schema(path).names}
+    except Exception:
+        return None
+    if "pl_name" in names:
+        return "exoplanet-table"
+    if "wavelength" in names and names & {"flux", "depth", "transit_depth"}:
+        return "transmission-spectra"  # astrobio fetch mast-jwst-spectrum
+    if "time" in names and "flux" in names:
+        return "light-curve"  # astrobio fetch mast-lightcurve
+    return None
 
 
 def check_data(model: str, accepted: tuple[str, ...], data: str | None) -> str | None:
@@ -57,9 +77,22 @@ def check_data(model: str, accepted: tuple[str, ...], data: str | None) -> str |
     if accepted and kind not in accepted:
         raise UsageError(
             f"model '{model}' cannot train on {kind} data ({data}); it accepts "
-            f"{', '.join(accepted)} ({_hint(accepted)}); leave out --data for its built-in data"
+            f"{', '.join(accepted)} ({_hint(accepted)}){_producers(accepted)}; leave out --data "
+            "for its built-in data"
         )
     return kind
+
+
+def _producers(kinds: tuple[str, ...]) -> str:
+    """'; `astrobio fetch nasa-exoplanet` writes exoplanet-table' from the installed sources."""
+    try:
+        from astrobio_cli.data.kinds import how_to_get
+        from astrobio_cli.plugins import active_host
+
+        text = how_to_get(active_host(), kinds)
+    except Exception:  # a broken plugin must not hide the real message
+        return ""
+    return f"; {text}" if text else ""
 
 
 def _hint(kinds: tuple[str, ...]) -> str:

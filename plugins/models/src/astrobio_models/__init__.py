@@ -61,6 +61,13 @@ MODELS = (
         _needs("torch_geometric", "torch-geometric"),
     ),
     (
+        "planet-mass",
+        "planet_mass",
+        ("exoplanet-table",),
+        "Mixture density network ensemble: a predictive distribution of planet mass from radius and context.",
+        None,
+    ),
+    (
         "llm-lora",
         "llm_lora",
         ("exoplanet-table", "text-corpus"),
