@@ -13,13 +13,28 @@ a cube `(samples..., var, lev, lat, lon)`; surface fields `(time, lat, lon)` get
 axis internally and come out with their own dims again. The stats are per variable (over all its
 levels, samples and grid points).
 
+Besides the lat-lon fields, two kinds of variables travel with the samples so that a store
+keeps everything a model needs (e.g. the planet parameters of `synthetic-climate`):
+
+- per-sample scalars, variables whose dims are exactly the sample dims (`stellar_flux
+  (sample,)`): normalised with their own train stats (`kind: scalar` in stats.json) and, with
+  `--patch`, repeated for every tile of their sample;
+- zonal fields, `(samples..., lat)` (`rsdt`): broadcast over longitude first, so they regrid and
+  tile with the grid; they come out as `(samples..., lat, lon)` with `astrobio_zonal = 1`.
+
+Without `--vars` every lat-lon field, zonal field and per-sample scalar is taken.
+
 Output: a Zarr store (format 2, consolidated metadata: readable by zarr 2 and 3 and
 `xarray.open_zarr`). Without `--patch` every variable keeps its dims; with `--patch` the sample
 dims and the tiles are flattened into one `sample` dim and the tile axes are named `lat`/`lon`
 (so `astrobio_cli.data.datasets.CubeDataset` can read it), with `patch_lat0`/`patch_lon0` (first
 grid index of each tile; negative inside the padding) and `sample_<dim>` coordinates. Units and
 attributes are carried over; `astrobio_mean`/`astrobio_std` attributes say how to undo the
-normalisation. The stats are written as `stats.json` inside the store. Everything is written to
+normalisation. The stats are written as `stats.json` inside the store, and `provenance.json`
+records the options, the input and which samples the stats came from (`train_samples`: the first
+that many of the first sample dim; all of them for `--split all`). Zarr chunks hold about
+`READ_CHUNK_BYTES` along the first dim, so a training loader that reads one sample (or tile) at a
+time decompresses little. Everything is written to
 a temporary directory next to OUT and renamed into place at the end: an interrupted run leaves
 nothing at OUT.
 """
@@ -50,6 +65,7 @@ LON_NAMES = ("lon", "longitude")
 LEVEL_PREFIXES = ("lev", "plev", "level", "pressure", "isobaric", "depth", "height", "alt")
 LEVEL_UNITS = {"pa", "hpa", "mb", "mbar", "millibar", "millibars", "m", "km"}
 CHUNK_BYTES = 256 * 2**20  # input bytes per processing step (bounds memory)
+READ_CHUNK_BYTES = 256 * 2**10  # bytes per Zarr chunk of the output (cheap random reads)
 
 Progress = Callable[[str, int, int], None]  # (description, done, total)
 
@@ -61,6 +77,7 @@ class Group:
     sample_dims: tuple[str, ...]
     level_dim: str | None
     names: list[str] = field(default_factory=list)
+    zonal: set[str] = field(default_factory=set)  # (samples..., lat): broadcast over lon
 
     @property
     def label(self) -> str:
@@ -108,7 +125,8 @@ def _is_level(ds, dim: str) -> bool:
 
 
 def plan_groups(ds, names: Sequence[str] | None) -> tuple[list[Group], str, str]:
-    """Group the chosen variables by (sample dims, level dim); returns (groups, lat, lon)."""
+    """Group the chosen lat-lon and zonal variables by (sample dims, level dim); returns
+    (groups, lat, lon). Per-sample scalars named in `names` are left to :func:`plan_scalars`."""
     dims = [str(d) for d in ds.dims]
     lat = next((d for d in dims if d.lower() in LAT_NAMES), None)
     lon = next((d for d in dims if d.lower() in LON_NAMES), None)
@@ -129,18 +147,36 @@ def plan_groups(ds, names: Sequence[str] | None) -> tuple[list[Group], str, str]
         chosen = [v for v in data_vars if ds[v].dims[-2:] == (lat, lon)]
         if not chosen:
             raise UsageError(f"no variable of the input has ({lat}, {lon}) as its last dims")
+        grid_samples = {tuple(ds[v].dims[:-2]) for v in chosen}
+        # zonal fields over the same leading (sample) dims as a surface field
+        chosen += [
+            v
+            for v in data_vars
+            if _is_zonal(ds, v, lat, lon) and tuple(ds[v].dims[:-1]) in grid_samples
+        ]
     groups: dict[tuple, Group] = {}
+    fields = [n for n in chosen if _is_zonal(ds, n, lat, lon) or ds[n].dims[-2:] == (lat, lon)]
+    if names and not fields:
+        raise UsageError(f"--vars names no variable with ({lat}, {lon}) as its last dims")
     for name in chosen:
         vdims = tuple(str(d) for d in ds[name].dims)
-        if vdims[-2:] != (lat, lon):
+        if _is_zonal(ds, name, lat, lon):
+            sample, level = vdims[:-1], None
+        elif vdims[-2:] != (lat, lon):
+            if names and not any(d in (lat, lon) for d in vdims):
+                continue  # a per-sample scalar: plan_scalars checks it
             raise UsageError(
                 f"variable {name} has dims {vdims}; its last two must be ({lat}, {lon})"
             )
-        level = vdims[-3] if len(vdims) >= 3 and _is_level(ds, vdims[-3]) else None
-        sample = vdims[: len(vdims) - 2 - (level is not None)]
+        else:
+            level = vdims[-3] if len(vdims) >= 3 and _is_level(ds, vdims[-3]) else None
+            sample = vdims[: len(vdims) - 2 - (level is not None)]
         if len(sample) > 3:
             raise UsageError(f"variable {name} has {len(sample)} sample dims; at most 3")
-        groups.setdefault((sample, level), Group(sample, level)).names.append(name)
+        g = groups.setdefault((sample, level), Group(sample, level))
+        g.names.append(name)
+        if _is_zonal(ds, name, lat, lon):
+            g.zonal.add(name)
     out = list(groups.values())
     sample_sets = {g.sample_dims for g in out}
     if len(sample_sets) > 1:
@@ -151,11 +187,45 @@ def plan_groups(ds, names: Sequence[str] | None) -> tuple[list[Group], str, str]
     return out, lat, lon
 
 
+def _is_zonal(ds, name: str, lat: str, lon: str) -> bool:
+    """(samples..., lat) with at least one sample dim and a float dtype: e.g. insolation."""
+    da = ds[name]
+    return len(da.dims) >= 2 and da.dims[-1] == lat and lon not in da.dims and da.dtype.kind == "f"
+
+
+def plan_scalars(ds, names: Sequence[str] | None, sample_dims: tuple[str, ...]) -> list[str]:
+    """Per-sample scalars: numeric variables whose dims are exactly `sample_dims`."""
+    if not sample_dims:
+        return []
+
+    def fits(v: str) -> bool:
+        return tuple(ds[v].dims) == sample_dims and ds[v].dtype.kind in "fiu"
+
+    if names:
+        out = []
+        for n in names:
+            da = ds[n]
+            if any(str(d) in LAT_NAMES + LON_NAMES for d in da.dims) or _is_zonal_dims(da):
+                continue
+            if not fits(n):
+                raise UsageError(
+                    f"variable {n} has dims {tuple(da.dims)}: a per-sample scalar must have "
+                    f"exactly the sample dims {sample_dims} (and a numeric dtype)"
+                )
+            out.append(n)
+        return out
+    return [str(v) for v in ds.data_vars if fits(str(v))]
+
+
+def _is_zonal_dims(da) -> bool:
+    return bool(da.dims) and str(da.dims[-1]).lower() in LAT_NAMES
+
+
 def _float_dtype(ds, names: Sequence[str]) -> np.dtype:
     return np.dtype(np.float64 if any(ds[n].dtype == np.float64 for n in names) else np.float32)
 
 
-def _load(ds, g: Group, sl: slice | None, dtype: np.dtype) -> np.ndarray:
+def _load(ds, g: Group, sl: slice | None, dtype: np.dtype, nlon: int) -> np.ndarray:
     """(samples..., var, lev, lat, lon) for the samples `sl` of the first sample dim."""
     arrays = []
     for name in g.names:
@@ -163,6 +233,8 @@ def _load(ds, g: Group, sl: slice | None, dtype: np.dtype) -> np.ndarray:
         if sl is not None:
             da = da.isel({g.sample_dims[0]: sl})
         a = np.asarray(da.values, dtype=dtype)
+        if name in g.zonal:  # (samples..., lat) -> (samples..., lat, lon), constant in lon
+            a = np.repeat(a[..., None], nlon, axis=-1)
         if g.level_dim is None:
             a = a[..., None, :, :]
         arrays.append(a)
@@ -270,6 +342,7 @@ def preprocess(
 
     ds = _open(src)
     groups, lat, lon = plan_groups(ds, variables)
+    scalars = plan_scalars(ds, variables, groups[0].sample_dims)
     src_lat = np.asarray(ds[lat].values, dtype=np.float64)
     src_lon = np.asarray(ds[lon].values, dtype=np.float64)
     grid_lat, grid_lon = (src_lat, src_lon) if target is None else target
@@ -279,6 +352,12 @@ def preprocess(
 
     all_names = [v for g in groups for v in g.names]
     dtype = _float_dtype(ds, all_names)
+    # (samples..., nscalar) in memory: one number per sample and variable
+    scalar_values = (
+        np.stack([np.asarray(ds[v].values, dtype=np.float64) for v in scalars], axis=-1)
+        if scalars
+        else None
+    )
     if patch is not None and patch.lev and len(groups) > 1:
         raise UsageError(
             "level tiles (--patch LEVxLATxLON) need variables that share one level dim; "
@@ -296,7 +375,7 @@ def preprocess(
     )
 
     def prepared(g: Group, sl: slice | None) -> np.ndarray:
-        x = _load(ds, g, sl, dtype)
+        x = _load(ds, g, sl, dtype, src_lon.size)
         if regrid is not None:
             x = dc.regrid(x, src_lat, src_lon, grid_lat, grid_lon, native=native, threads=threads)
         return x
@@ -323,9 +402,25 @@ def preprocess(
             acc = s if acc is None else acc.merge(s)
             done += 1
         stats[g.label] = acc
-    for g in groups:
-        s = stats[g.label]
-        for v, name in enumerate(g.names):
+    if scalar_values is not None:
+        if given is not None:
+            try:
+                stats[SCALAR_LABEL] = given.select(scalars)
+            except ValueError as exc:
+                raise UsageError(f"--stats-from {stats_from}: {exc}") from None
+        else:
+            train_scalars = scalar_values[:n_train].reshape(-1, len(scalars), 1, 1, 1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", dc.AllNaNWarning)
+                stats[SCALAR_LABEL] = dc.stats(
+                    train_scalars, names=scalars, native=native, threads=threads
+                )
+    checked = [(g.label, g.names) for g in groups]
+    if scalar_values is not None:
+        checked.append((SCALAR_LABEL, scalars))
+    for label, names in checked:
+        s = stats[label]
+        for v, name in enumerate(names):
             if s.count[v] == 0:
                 raise UserError(
                     f"variable {name} has no valid (non-NaN) values in the training samples; "
@@ -373,6 +468,19 @@ def preprocess(
                     )
                 )
                 done += 1
+            if scalar_values is not None:
+                parts.append(
+                    _scalars_dataset(
+                        ds,
+                        scalars,
+                        groups[0].sample_dims,
+                        scalar_values if sl is None else scalar_values[sl],
+                        stats[SCALAR_LABEL],
+                        patch,
+                        _tiles_per_sample(groups, patch, grid_lat, grid_lon),
+                        native,
+                    )
+                )
             chunk_ds = _merge(parts, ds.attrs, src)
             _write(chunk_ds, tmp, first=i == 0, append_dim=_append_dim(sample_dims, patch))
         import xarray as xr
@@ -380,16 +488,16 @@ def preprocess(
 
         zarr.consolidate_metadata(str(tmp))
         with xr.open_zarr(tmp, consolidated=True, chunks=None) as check:
-            shapes = {v: tuple(check[v].shape) for v in all_names}
+            shapes = {v: tuple(check[v].shape) for v in [*all_names, *scalars]}
         # After consolidating: zarr warns about files it does not know while it lists a store.
-        merged = _merge_stats(groups, stats, ds)
+        merged = _merge_stats(groups, stats, ds, scalars)
         merged.save(tmp / "stats.json")
         lineage.write_store_record(
             tmp,
             {
                 "source": "preprocess",
                 "options": {
-                    "variables": list(all_names),
+                    "variables": [*all_names, *scalars],
                     "stats_from": str(stats_from) if stats_from else None,
                     "split": split,
                     "train_fraction": train_fraction,
@@ -397,6 +505,13 @@ def preprocess(
                     "patch": dataclasses.asdict(patch) if patch else None,
                     "fill": fill,
                 },
+                "scalars": list(scalars),
+                "zonal": sorted(v for g in groups for v in g.zonal),
+                "sample_dims": list(sample_dims),
+                "samples": n,
+                # the samples the stats came from: the first `train_samples` of the first
+                # sample dim (given stats: none of this store's samples)
+                "train_samples": 0 if given is not None else n_train,
                 "input": lineage.input_record(src, kind="climate-cube"),
                 "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
@@ -413,21 +528,61 @@ def _append_dim(sample_dims: tuple[str, ...], patch: dc.PatchSpec | None) -> str
     return sample_dims[0] if sample_dims else None
 
 
-def _merge_stats(groups: list[Group], stats: dict[str, dc.Stats], ds) -> dc.Stats:
+SCALAR_LABEL = "\0scalars"  # the key of the per-sample scalars' stats (no level dim is named so)
+
+
+def _merge_stats(
+    groups: list[Group], stats: dict[str, dc.Stats], ds, scalars: Sequence[str] = ()
+) -> dc.Stats:
     merged = None
-    for g in groups:
-        s = stats[g.label]
+    parts = [(g.label, g.names, g.level_dim, g.zonal) for g in groups]
+    if scalars:
+        parts.append((SCALAR_LABEL, list(scalars), None, set()))
+    for label, names, level_dim, zonal in parts:
+        s = stats[label]
         extra = {
             n: {
                 "units": str(ds[n].attrs.get("units", "")),
                 "long_name": str(ds[n].attrs.get("long_name", "")),
-                "level_dim": g.level_dim,
+                "level_dim": level_dim,
+                "kind": "scalar" if label == SCALAR_LABEL else "zonal" if n in zonal else "field",
             }
-            for n in g.names
+            for n in names
         }
-        s = dc.Stats(s.count, s.mean, s.std, s.min, s.max, tuple(g.names), extra)
+        s = dc.Stats(s.count, s.mean, s.std, s.min, s.max, tuple(names), extra)
         merged = s if merged is None else _concat(merged, s)
     return merged
+
+
+def _tiles_per_sample(groups, patch, grid_lat, grid_lon) -> int:
+    if patch is None:
+        return 1
+    g = groups[0]
+    return len(patch.origins((len(g.names), 1, grid_lat.size, grid_lon.size)))
+
+
+def _scalars_dataset(ds, names, sample_dims, values, st, patch, ntiles, native):
+    """The per-sample scalars of one chunk, normalised; repeated per tile with `--patch`."""
+    import xarray as xr
+
+    lead = values.shape[:-1]
+    x = values.reshape(-1, len(names), 1, 1, 1)
+    y = dc.normalize(x, st, native=native, threads=1).reshape(*lead, len(names))
+    out = {}
+    for v, name in enumerate(names):
+        attrs = dict(ds[name].attrs)
+        attrs.update(
+            astrobio_mean=float(st.mean[v]),
+            astrobio_std=float(st.std[v]),
+            astrobio_normalization="(x - astrobio_mean) / astrobio_std",
+            astrobio_fill="none",
+        )
+        a = y[..., v].astype(ds[name].dtype if ds[name].dtype.kind == "f" else np.float64)
+        if patch is None:
+            out[name] = xr.Variable(list(sample_dims), a, attrs)
+        else:
+            out[name] = xr.Variable(["sample"], np.repeat(a.reshape(-1), ntiles), attrs)
+    return xr.Dataset(out)
 
 
 def _concat(a: dc.Stats, b: dc.Stats) -> dc.Stats:
@@ -462,6 +617,8 @@ def _to_dataset(ds, g, sl, y, st, patch, fill, lat, lon, grid_lat, grid_lon, reg
             astrobio_normalization="(x - astrobio_mean) / astrobio_std",
             astrobio_fill="none" if fill is None else str(fill),
         )
+        if name in g.zonal:
+            attrs["astrobio_zonal"] = 1  # broadcast over longitude from (samples..., lat)
         if patch is None:
             a = y[..., v, :, :, :]  # (samples..., lev, lat, lon)
             if g.level_dim is None:
@@ -524,9 +681,20 @@ def _merge(parts, attrs, src: Path):
     return merged
 
 
+def _read_chunks(da, append_dim: str | None) -> tuple[int, ...]:
+    """About READ_CHUNK_BYTES per chunk along the first dim (the append dim), whole fields."""
+    shape = tuple(da.shape)
+    if not shape or append_dim is None or da.dims[0] != append_dim:
+        return shape
+    per_item = max(1, math.prod(shape[1:]) * da.dtype.itemsize)
+    return (max(1, min(shape[0], READ_CHUNK_BYTES // per_item)), *shape[1:])
+
+
 def _write(chunk_ds, tmp: Path, first: bool, append_dim: str | None) -> None:
     if first:
-        encoding = {v: {"chunks": chunk_ds[v].shape} for v in chunk_ds.data_vars}
+        encoding = {
+            v: {"chunks": _read_chunks(chunk_ds[v], append_dim)} for v in chunk_ds.data_vars
+        }
         chunk_ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=False, encoding=encoding)
     else:
         if append_dim is None:

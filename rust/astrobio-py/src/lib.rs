@@ -53,18 +53,33 @@ fn nanmean(py: Python<'_>, x: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
 // -- plumbing ---------------------------------------------------------------------------------
 
 /// One rayon pool per requested thread count, built on first use and kept (pools are cheap to
-/// keep and slow to build). 0 means rayon's global pool: all cores.
-fn pool(threads: usize) -> PyResult<Option<Arc<ThreadPool>>> {
-    static POOLS: Mutex<Option<HashMap<usize, Arc<ThreadPool>>>> = Mutex::new(None);
-    if threads == 0 {
-        return Ok(None);
-    }
+/// keep and slow to build). 0 means all cores (`available_parallelism`).
+///
+/// Fork safety: a forked child (a PyTorch DataLoader worker, multiprocessing) inherits the
+/// registry but not the pools' threads, so a job sent to an inherited pool would wait forever.
+/// The registry therefore remembers the process id that built it; a child that finds another
+/// one leaks the inherited pools (dropping them would signal threads that do not exist) and
+/// builds its own. For the same reason rayon's global pool is never used: it cannot be rebuilt.
+/// `pool` runs while the caller holds the GIL, and fork happens from a thread holding it, so no
+/// other thread can hold the registry lock at the moment of a fork.
+fn pool(threads: usize) -> PyResult<Arc<ThreadPool>> {
+    type Registry = (u32, HashMap<usize, Arc<ThreadPool>>);
+    static POOLS: Mutex<Option<Registry>> = Mutex::new(None);
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let pid = std::process::id();
     let mut guard = POOLS
         .lock()
         .map_err(|_| PyValueError::new_err("thread pool registry is poisoned"))?;
-    let pools = guard.get_or_insert_with(HashMap::new);
+    if guard.as_ref().is_some_and(|(owner, _)| *owner != pid) {
+        std::mem::forget(guard.take()); // inherited across fork: its threads are gone
+    }
+    let (_, pools) = guard.get_or_insert_with(|| (pid, HashMap::new()));
     if let Some(p) = pools.get(&threads) {
-        return Ok(Some(p.clone()));
+        return Ok(p.clone());
     }
     let p = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -72,7 +87,7 @@ fn pool(threads: usize) -> PyResult<Option<Arc<ThreadPool>>> {
         .map_err(|e| PyValueError::new_err(format!("threads={threads}: {e}")))?;
     let p = Arc::new(p);
     pools.insert(threads, p.clone());
-    Ok(Some(p))
+    Ok(p)
 }
 
 /// Runs `f` without the GIL on the pool for `threads`, mapping a CubeError to ValueError.
@@ -82,11 +97,8 @@ fn run<R: Send>(
     f: impl FnOnce() -> Result<R, CubeError> + Send,
 ) -> PyResult<R> {
     let pool = pool(threads)?;
-    py.detach(|| match pool {
-        Some(p) => p.install(f),
-        None => f(),
-    })
-    .map_err(|e| PyValueError::new_err(e.0))
+    py.detach(|| pool.install(f))
+        .map_err(|e| PyValueError::new_err(e.0))
 }
 
 fn describe(obj: &Bound<'_, PyAny>) -> String {

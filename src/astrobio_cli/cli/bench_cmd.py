@@ -11,6 +11,7 @@ import typer
 
 BENCH_MODULES = (
     "astrobio_cli.cli.bench_attention",
+    "astrobio_cli.cli.bench_loader",
     "astrobio_cli.cli.bench_preprocess",
     "astrobio_cli.cli.bench_train",
 )

@@ -116,7 +116,7 @@ def preprocess(
         extra = s.extra.get(name, {})
         table.add_row(
             name,
-            str(extra.get("level_dim") or "surface"),
+            "scalar" if extra.get("kind") == "scalar" else str(extra.get("level_dim") or "surface"),
             "x".join(map(str, result.shapes[name])),
             str(extra.get("units", "")),
             str(int(s.count[v])),

@@ -46,20 +46,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from astrobio_cli.data.climate import MODEL_INPUTS, MODEL_TARGETS, SAMPLE_DIM
 from astrobio_cli.data.splits import SPLIT_NAMES, Splits, make_splits
 from astrobio_cli.errors import UsageError
 
-CUBE_INPUTS = (
-    "stellar_flux",
-    "rotation_period",
-    "obliquity",
-    "greenhouse_factor",
-    "surface_albedo",
-    "land_mask",
-    "rsdt",
-)
-CUBE_TARGETS = ("ta", "hus")
-SAMPLE_DIM = "sample"
+# The climate-cube variables are stated once, in astrobio_cli.data.climate (the schema).
+CUBE_INPUTS = MODEL_INPUTS  # stellar_flux ... surface_albedo, land_mask, rsdt
+CUBE_TARGETS = MODEL_TARGETS  # ta, hus
 LEV_DIMS = ("plev", "lev", "level", "pressure")
 LAT_DIMS = ("lat", "latitude")
 LON_DIMS = ("lon", "longitude")

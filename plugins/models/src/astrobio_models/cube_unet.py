@@ -1,16 +1,22 @@
 """`cube-unet`: a 3D U-Net surrogate for climate datacubes.
 
-Data: a `synthetic-climate` ensemble (NetCDF or Zarr; default: the generated default ensemble).
-Each sample is one planet: forcing and boundary fields in, the climate fields out, all on a
+Data: a `synthetic-climate` ensemble (NetCDF or Zarr; default: the generated default ensemble)
+or a store written from one by `astrobio preprocess --split train` (normalised, maybe regridded
+and cut into tiles). The model never opens a file: `astrobio_cli.data.climate` reads either form,
+splits it (a store: exactly the samples its stats came from are the train split) and normalises
+every variable with the train split's stats (see `astrobio_models.cube_data`). Each item is one
+planet (or one tile of one): forcing and boundary fields in, the climate fields out, on a
 (plev, lat, lon) grid.
 
-Inputs, stacked as channels of a (C=9, Z=plev, Y=lat, X=lon) cube, standardised with the
-training split's statistics: stellar_flux, log rotation_period, obliquity, greenhouse_factor,
-surface_albedo (scalars broadcast over the grid), land_mask, rsdt (insolation, per latitude),
-log pressure of the level and sin(latitude) (coordinates, so convolutions know where they are).
+Inputs, stacked as channels of a (C=9, Z=plev, Y=lat, X=lon) cube, normalised per variable by the
+data layer: stellar_flux, rotation_period, obliquity, greenhouse_factor, surface_albedo (scalars
+broadcast over the grid), land_mask, rsdt (insolation, per latitude), log pressure of the level
+and sin(latitude) (coordinates, so convolutions know where they are). Option `augment`
+(`flip,roll,noise=0.05`) flips latitude, rolls longitude and adds noise per training item in
+the native kernels (`astrobio_cli.data.climate.Augment`).
 
 Targets: air temperature `ta` and specific humidity `hus` (2 channels over the same grid),
-standardised per level. Surface temperature is `ta` at the lowest level (1000 hPa = the surface
+normalised per variable. Surface temperature is `ta` at the lowest level (1000 hPa = the surface
 pressure of the generator), so it needs no channel of its own.
 
 Network: encoder blocks (two 3x3x3 convolutions, GroupNorm, SiLU, residual) that halve lat and
@@ -28,6 +34,8 @@ Loss (all terms documented, weights are options):
                               mean outgoing long-wave, mean_w((1 - f/2) sigma Ts^4) (area
                               weights w, alpha the generator's albedo with ice feedback). ebal is
                               the squared imbalance of the predicted Ts, in units of 340 W m-2.
+                              It needs whole planets: on the tiles of a patched store it is
+                              skipped (0), and the run card says so (`energy_balance`).
 
 Baselines (`astrobio eval`; fitted on the training split, scored like the network):
     climatology       the training mean at every grid point;
@@ -49,13 +57,22 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from astrobio_models._common import options, regression_metrics, split_indices
+from astrobio_cli.data.climate import MODEL_TARGETS
+from astrobio_cli.data.climate import SCALARS as SCALARS  # re-exported (serving)
+from astrobio_models._common import options, regression_metrics
+from astrobio_models.cube_data import (
+    VARIABLES,
+    CubeItems,
+    RegressionAccumulator,
+    UNetItem,
+    context,
+    open_cube,
+)
+from astrobio_models.cube_data import default_data_path as default_data_path  # re-exported
 
 NAME = "cube-unet"
 DATA_KINDS = ("climate-cube",)
-SCALARS = ("stellar_flux", "rotation_period", "obliquity", "greenhouse_factor", "surface_albedo")
-TARGETS = ("ta", "hus")
-REQUIRED_VARS = (*SCALARS, "land_mask", "rsdt", "ta", "hus", "lat", "plev")
+TARGETS = MODEL_TARGETS  # the schema is stated once, in astrobio_cli.data.climate
 SIGMA = 5.670374419e-8
 ICE_T, ICE_W, ICE_ALBEDO, LAND_OFFSET = 263.15, 5.0, 0.6, 0.1
 
@@ -70,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.2,
     "split_seed": 0,
     "grad_checkpointing": False,
+    "augment": "",  # e.g. "flip,roll,noise=0.05": per training item, native kernels
 }
 
 
@@ -92,30 +110,21 @@ class CubeUNetPlugin:
     def make_datasets(self, data: Path | None, *, seed: int, smoke: bool = False):
         from astrobio_cli.training.plugin import Datasets
 
-        path = data if data is not None else default_data_path()
-        arrays, provenance = load_cube(path)
-        n = arrays["ta"].shape[0]
-        train_idx, val_idx = split_indices(
-            n, self.config["val_fraction"], self.config["split_seed"]
+        cube = open_cube(data, self.config)
+        train, val, provenance, ctx = cube_datasets(cube, self.config)
+        provenance["energy_balance"] = (
+            "skipped: the items are tiles, not whole planets" if cube.tiled else "on"
         )
-        tensors = to_tensors(arrays, train_idx)
-        provenance.update({"samples": n, "train": len(train_idx), "val": len(val_idx)})
-        return Datasets(
-            train=CubeItems(tensors, train_idx),
-            val=CubeItems(tensors, val_idx),
-            provenance=provenance,
-            context=tensors,
-            seed=seed,
-        )
+        return Datasets(train=train, val=val, provenance=provenance, context=ctx, seed=seed)
 
     # -- model --------------------------------------------------------------------------------
 
     def build(self, datasets):
         ctx = datasets.context
         return CubeUNet(
-            in_channels=ctx["x"].shape[1],
-            out_channels=ctx["y"].shape[1],
-            grid=tuple(ctx["x"].shape[2:]),
+            in_channels=ctx["in_channels"],  # from the cube's layout: no data read
+            out_channels=ctx["out_channels"],
+            grid=ctx["grid"],
             width=self.config["width"],
             depth=self.config["depth"],
             heads=self.config["heads"],
@@ -130,18 +139,12 @@ class CubeUNetPlugin:
     # -- evaluation ---------------------------------------------------------------------------
 
     def predict(self, model, items) -> Any:
-        import torch
-
         device = next(model.parameters()).device
-        outs = []
-        for s in range(0, len(items.idx), 16):
-            x = items.ctx["x"][items.idx[s : s + 16]].to(device)
-            outs.append(model(x).float().cpu())
+        outs = [model(b["x"].to(device)).float().cpu() for b in items.batches(16)]
         return torch.cat(outs)
 
     def evaluate(self, model, datasets) -> dict[str, float]:
-        pred = self.predict(model, datasets.val)
-        return cube_metrics(pred, datasets.val)
+        return streamed_metrics(model, datasets.val)
 
     def baseline(self, datasets) -> dict[str, dict[str, float]]:
         ctx, tr, va = datasets.context, datasets.train.idx, datasets.val.idx
@@ -184,111 +187,18 @@ class CubeUNetPlugin:
         plt.close(fig)
 
 
-def default_data_path() -> Path:
-    from astrobio_data_sources.synthetic_climate import ensure_default
+def cube_datasets(cube, config, transform=None):
+    """(train, val, provenance, context) of an opened cube, items through `transform`."""
+    from astrobio_cli.data.climate import Augment
 
-    return ensure_default()
-
-
-def load_cube(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read the variables the model needs (float64 numpy) and a provenance record."""
-    import numpy as np
-    import xarray as xr
-
-    from astrobio_cli.errors import UserError
-
-    try:
-        engine = "zarr" if Path(path).suffix == ".zarr" or Path(path).is_dir() else None
-        ds = xr.open_dataset(path, engine=engine)
-    except Exception as exc:
-        raise UserError(f"cannot read climate cube {path}: {exc}") from None
-    with ds:
-        missing = [v for v in REQUIRED_VARS if v not in ds.variables]
-        if missing:
-            raise UserError(
-                f"{path} is not a synthetic-climate ensemble: it lacks {', '.join(missing)}; "
-                "cube-unet needs the variables of `astrobio fetch synthetic-climate`"
-            )
-        arrays = {v: np.asarray(ds[v].values, dtype=np.float64) for v in REQUIRED_VARS}
-        provenance = {
-            "path": str(path),
-            "source": ds.attrs.get("source", ""),
-            "seed": _plain(ds.attrs.get("seed")),
-            "generator_version": _plain(ds.attrs.get("generator_version")),
-        }
-    return arrays, provenance
-
-
-def to_tensors(a: dict[str, Any], train_idx: list[int]) -> dict[str, Any]:
-    """Input and target cubes, standardised with the training split's statistics."""
-    import numpy as np
-    import torch
-
-    n, nlev, nlat, nlon = a["ta"].shape
-    scal = np.stack([a[s] for s in SCALARS], axis=1)  # (N, 5)
-    scal[:, 1] = np.log(scal[:, 1])  # rotation period: log-uniform
-    s_mean, s_std = scal[train_idx].mean(0), scal[train_idx].std(0) + 1e-12
-    scal_n = (scal - s_mean) / s_std
-    land = a["land_mask"]  # (N, lat, lon)
-    rsdt = a["rsdt"]  # (N, lat)
-    r_mean, r_std = rsdt[train_idx].mean(), rsdt[train_idx].std() + 1e-12
-    logp = np.log(a["plev"] / a["plev"][0])  # (Z,) 0 at the surface
-    sinlat = np.sin(np.deg2rad(a["lat"]))  # (Y,)
-    shape = (n, nlev, nlat, nlon)
-    chans = [np.broadcast_to(scal_n[:, i, None, None, None], shape) for i in range(5)]
-    chans.append(np.broadcast_to(land[:, None] * 2 - 1, shape))
-    chans.append(np.broadcast_to(((rsdt - r_mean) / r_std)[:, None, :, None], shape))
-    chans.append(np.broadcast_to(logp[None, :, None, None] / max(1e-12, -logp[-1]), shape))
-    chans.append(np.broadcast_to(sinlat[None, None, :, None], shape))
-    x = np.stack(chans, axis=1)  # (N, 9, Z, Y, X)
-
-    y_raw = np.stack([a["ta"], a["hus"]], axis=1)  # (N, 2, Z, Y, X)
-    y_mean = y_raw[train_idx].mean(axis=(0, 3, 4), keepdims=True)[0]  # (2, Z, 1, 1)
-    y_std = y_raw[train_idx].std(axis=(0, 3, 4), keepdims=True)[0] + 1e-12
-    y = (y_raw - y_mean) / y_std
-
-    lat_edges = np.deg2rad(np.linspace(-90, 90, nlat + 1))
-    area = np.diff(np.sin(lat_edges))  # (Y,) cell area per unit longitude
-    f32 = torch.float32
-    return {
-        "x": torch.tensor(x, dtype=f32),
-        "y": torch.tensor(y, dtype=f32),
-        "y_mean": torch.tensor(y_mean, dtype=f32),
-        "y_std": torch.tensor(y_std, dtype=f32),
-        "land": torch.tensor(land, dtype=f32),
-        "rsdt": torch.tensor(rsdt, dtype=f32),
-        "albedo": torch.tensor(a["surface_albedo"], dtype=f32),
-        "greenhouse": torch.tensor(a["greenhouse_factor"], dtype=f32),
-        "area": torch.tensor(area / area.sum(), dtype=f32),
-        "scalars": torch.tensor(scal_n, dtype=f32),
-    }
-
-
-def _plain(v: Any) -> Any:
-    """NetCDF attributes come back as NumPy scalars: make them JSON-ready."""
-    return v.item() if hasattr(v, "item") else v
-
-
-class CubeItems:
-    """A map-style view of some samples: item i -> dict of that sample's tensors."""
-
-    def __init__(self, ctx: dict[str, Any], idx: list[int]) -> None:
-        self.ctx, self.idx = ctx, idx
-
-    def __len__(self) -> int:
-        return len(self.idx)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        j = self.idx[i]
-        c = self.ctx
-        return {
-            "x": c["x"][j],
-            "y": c["y"][j],
-            "land": c["land"][j],
-            "rsdt": c["rsdt"][j],
-            "albedo": c["albedo"][j],
-            "greenhouse": c["greenhouse"][j],
-        }
+    tf = transform or UNetItem(cube.stats, cube.plev)
+    aug = Augment.parse(config.get("augment") or None)
+    ctx = context(cube, tf)
+    train = CubeItems(cube.dataset("train", VARIABLES, augment=aug, transform=tf), ctx)
+    val = CubeItems(cube.dataset("val", VARIABLES, transform=tf), ctx)
+    provenance = cube.provenance()
+    provenance["augment"] = aug.to_dict() if aug else None
+    return train, val, provenance, ctx
 
 
 def unscale(y, ctx):
@@ -316,11 +226,14 @@ def loss_terms(pred, batch, ctx, config) -> dict[str, Any]:
     phys = unscale(pred, ctx)  # (B, 2, Z, Y, X) in K and kg/kg
     q_scale = ctx["y_std"][1].mean()
     hneg = torch.mean(torch.relu(-phys[:, 1]) ** 2) / q_scale**2
-    ts = phys[:, 0, 0]  # (B, Y, X): ta at the surface level
-    imb = energy_imbalance(
-        ts, batch["rsdt"], batch["land"], batch["albedo"], batch["greenhouse"], ctx["area"]
-    )
-    ebal = torch.mean((imb / 340.0) ** 2)
+    if ctx.get("tiled"):  # tiles are not whole planets: no global energy balance to keep
+        ebal = torch.zeros((), device=pred.device)
+    else:
+        ts = phys[:, 0, 0]  # (B, Y, X): ta at the surface level
+        imb = energy_imbalance(
+            ts, batch["rsdt"], batch["land"], batch["albedo"], batch["greenhouse"], ctx["area"]
+        )
+        ebal = torch.mean((imb / 340.0) ** 2)
     loss = mse + config["humidity_weight"] * hneg + config["energy_weight"] * ebal
     return {"loss": loss, "mse": mse, "hneg": hneg, "ebal": ebal}
 
@@ -335,6 +248,25 @@ def cube_metrics(pred, items) -> dict[str, float]:
     out["rmse_hus_gkg"] = regression_metrics(p[:, 1].numpy() * 1e3, t[:, 1].numpy() * 1e3)["rmse"]
     out["r2"] = regression_metrics(pred.numpy(), true.numpy())["r2"]
     return out
+
+
+def streamed_metrics(model, items) -> dict[str, float]:
+    """`cube_metrics` of the model on `items`, batch by batch (memory of one batch)."""
+    device = next(model.parameters()).device
+    acc = {k: RegressionAccumulator() for k in ("all", "ta", "hus")}
+    for b in items.batches(16):
+        pred, true = model(b["x"].to(device)).float().cpu(), b["y"]
+        acc["all"].update(pred, true)
+        p, t = unscale(pred, items.ctx), unscale(true, items.ctx)
+        acc["ta"].update(p[:, 0], t[:, 0])
+        acc["hus"].update(p[:, 1] * 1e3, t[:, 1] * 1e3)
+    out = acc["all"].result()
+    return {
+        "rmse": out["rmse"],
+        "rmse_ta_K": acc["ta"].result()["rmse"],
+        "rmse_hus_gkg": acc["hus"].result()["rmse"],
+        "r2": out["r2"],
+    }
 
 
 def baselines(ctx, train_idx, val_idx):

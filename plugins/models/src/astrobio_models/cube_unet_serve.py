@@ -5,7 +5,6 @@ The serving contract (input_model, predict, describe) is documented in `astrobio
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 
@@ -14,9 +13,9 @@ class CubeUNetAdapter:
 
     An instance is what `synthetic-climate` samples for one planet: stellar_flux, rotation_period,
     obliquity, greenhouse_factor, surface_albedo and an optional land mask (lat x lon of 0/1,
-    default all ocean). Inputs are turned into the model's channels by the plugin's own
-    `to_tensors`, with the training split's statistics (the training samples are kept in memory
-    for that: the standardisation is then exactly the one the model was trained with).
+    default all ocean). Inputs are normalised with the statistics the data layer carries (the
+    training split's; `stats.json` of a preprocessed store) and turned into channels by the same
+    transform as in training (`astrobio_models.cube_data.UNetItem`); no training data is read.
     """
 
     def __init__(self, plugin: Any, model: Any, datasets: Any) -> None:
@@ -24,18 +23,17 @@ class CubeUNetAdapter:
         from pydantic import BaseModel, ConfigDict, Field, field_validator
 
         from astrobio_models import cube_unet as cu
-        from astrobio_models._common import split_indices
+        from astrobio_models.cube_data import UNetItem
 
         self.cu, self.model = cu, model
-        path = datasets.provenance.get("path") or str(cu.default_data_path())
-        arrays, _ = cu.load_cube(Path(path))
-        n = arrays["ta"].shape[0]
-        train_idx, _ = split_indices(n, plugin.config["val_fraction"], plugin.config["split_seed"])
-        # Only what to_tensors reads, for the training samples (stats come from these alone).
-        per_sample = [k for k in arrays if k not in ("lat", "plev")]
-        self.train = {k: arrays[k][train_idx] for k in per_sample}
-        self.lat, self.plev = arrays["lat"], arrays["plev"]
-        nlat, nlon = arrays["land_mask"].shape[1:]
+        # What the data layer carries (stats of the training split, grid): no second read of
+        # the training data. The same transform as training turns an instance into channels.
+        ctx = datasets.context
+        self.ctx, self.stats = ctx, ctx["stats"]
+        self.lat, self.plev = ctx["lat"].numpy(), ctx["plev"].numpy()
+        self.transform = UNetItem(self.stats, self.plev)
+        self.whole = not ctx["tiled"]
+        nlat, nlon = (int(n) for n in datasets.provenance["grid"]["item_shape"])
         self.nlat, self.nlon = nlat, nlon
         lon = np.arange(nlon) * 360.0 / nlon
         self.grid = {"plev_pa": self.plev.tolist(), "lat": self.lat.tolist(), "lon": lon.tolist()}
@@ -91,18 +89,18 @@ class CubeUNetAdapter:
                 land[i] = np.asarray(it.land_mask, dtype=np.float64)
         new["land_mask"] = land
         new["rsdt"] = annual_insolation(new["stellar_flux"], new["obliquity"], self.lat)
-        shape = (k, *self.train["ta"].shape[1:])
-        new["ta"], new["hus"] = np.zeros(shape), np.zeros(shape)  # targets: unused here
-        joined = {n: np.concatenate([self.train[n], new[n]]) for n in self.train}
-        joined["lat"], joined["plev"] = self.lat, self.plev
-        n_train = self.train["ta"].shape[0]
-        ctx = self.cu.to_tensors(joined, list(range(n_train)))
-        x = ctx["x"][n_train:]
+        zeros = torch.zeros((len(self.plev), self.nlat, self.nlon))  # targets: unused here
+        batch = []
+        for i in range(k):
+            item = {n: torch.from_numpy(self._normalise(n, new[n][i])) for n in new}
+            item.update(ta=zeros, hus=zeros, lat=self.lat, whole=self.whole, index=-1)
+            batch.append(self.transform(item)["x"])
+        x = torch.stack(batch)
         device = next(self.model.parameters()).device
         with torch.no_grad():
             y = self.model(x.to(device)).float().cpu()
-        phys = self.cu.unscale(y, ctx).double().numpy()  # (k, 2, Z, Y, X)
-        area = ctx["area"].double().numpy()  # (Y,) weights summing to 1
+        phys = self.cu.unscale(y, self.ctx).double().numpy()  # (k, 2, Z, Y, X)
+        area = self.ctx["area"].double().numpy()  # (Y,) weights summing to 1
         out = []
         for i in range(k):
             ts = phys[i, 0, 0]  # surface level
@@ -114,3 +112,12 @@ class CubeUNetAdapter:
                 }
             )
         return out
+
+    def _normalise(self, name: str, value: Any) -> Any:
+        """Physical -> normalised like the data layer: float32 values, the Rust kernel."""
+        import numpy as np
+
+        from astrobio_cli import datacube as dc
+
+        v = np.asarray(value, dtype=np.float32)
+        return dc.normalize(v.reshape(1, -1), self.stats.select([name])).reshape(v.shape)

@@ -1,6 +1,9 @@
 """`datacube-cnn`: scalar targets from climate cubes with a depthwise-separable 3D CNN + SE.
 
-Data: a `synthetic-climate` ensemble (as cube-unet; the same 9-channel input cube).
+Data: a `synthetic-climate` ensemble or an `astrobio preprocess --split train` store of one, read
+by the core data layer (as cube-unet; the same 9-channel input cube, built per item in the
+reading process; option `augment` as cube-unet's). On the tiles of a patched store the targets
+are the tile's area-weighted mean Ts and habitable fraction.
 Targets (per planet, standardised with the training split's statistics):
     gmst            global mean surface temperature, K (area-weighted mean of Ts);
     habitable_frac  the fraction of the surface with liquid water possible, 273.15 K <= Ts <=
@@ -27,8 +30,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from astrobio_models._common import options, regression_metrics, split_indices
-from astrobio_models.cube_unet import default_data_path, load_cube, to_tensors, unscale
+from astrobio_models._common import options, regression_metrics
+from astrobio_models.cube_data import UNetItem, area_weights, open_cube
+from astrobio_models.cube_unet import cube_datasets, unscale
 
 NAME = "datacube-cnn"
 TARGETS = ("gmst", "habitable_frac")
@@ -39,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.2,
     "split_seed": 0,
     "grad_checkpointing": False,
+    "augment": "",  # e.g. "flip,roll,noise=0.05": per training item, native kernels
 }
 
 
@@ -47,12 +52,52 @@ def factory(config: dict[str, Any] | None = None) -> DatacubeCNNPlugin:
 
 
 def scalar_targets(ctx: dict[str, Any]) -> torch.Tensor:
-    """(N, 2) float64: global mean Ts and habitable fraction from the surface-level ta."""
+    """(N, 2) float64: area-weighted mean Ts and habitable fraction from the surface-level ta
+    of every item of the context (a tile: over the tile)."""
     ts = unscale(ctx["y"].double(), ctx)[:, 0, 0]  # (N, Y, X), K
-    w = ctx["area"].double()[None, :, None] / ts.shape[-1]  # sums to 1 over the grid
+    return _targets(ts, ctx["item_lat"])
+
+
+def _targets(ts: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
+    """ts (N, Y, X) K, lat (N, Y) degrees -> (N, 2) gmst, habitable fraction."""
+    import numpy as np
+
+    w = torch.from_numpy(np.stack([area_weights(row) for row in np.asarray(lat)]))
+    w = w[:, :, None] / ts.shape[-1]  # (N, Y, 1): sums to 1 over each item's grid
     gmst = (ts * w).sum((1, 2))
     liquid = ((ts >= 273.15) & (ts <= 373.15)).double()
     return torch.stack([gmst, (liquid * w).sum((1, 2))], 1)
+
+
+class CNNItem:
+    """The cube item (`UNetItem`) -> {"x", "t"}: the standardised scalar targets, in the
+    reading process."""
+
+    def __init__(self, base: UNetItem, ta: tuple[float, float], t_mean, t_std) -> None:
+        self.base, self.ta = base, ta
+        self.t_mean, self.t_std = t_mean, t_std
+
+    def __call__(self, item: dict[str, Any]) -> dict[str, Any]:
+        out = self.base(item)
+        ts = out["y"][0, 0].double() * self.ta[1] + self.ta[0]  # (Y, X) K, surface level
+        t = _targets(ts[None], torch.as_tensor(item["lat"], dtype=torch.float64)[None])[0]
+        return {"x": out["x"], "t": ((t - self.t_mean) / self.t_std).float()}
+
+
+def target_scale(cube, ta: tuple[float, float], most: int = 1024):
+    """Mean and std (ddof 1) of the raw targets over up to `most` evenly spaced train items."""
+    import numpy as np
+
+    train = cube.items("train")
+    pick = train[np.unique(np.linspace(0, train.size - 1, min(most, train.size)).astype(int))]
+    ts, lat = [], []
+    for item in pick:
+        it = cube.read(int(item), ("ta",))
+        ts.append(torch.from_numpy(it["ta"][0]).double() * ta[1] + ta[0])
+        lat.append(torch.from_numpy(it["lat"]))
+    raw = _targets(torch.stack(ts), torch.stack(lat))
+    std = raw.std(0) if raw.shape[0] > 1 else torch.ones(2, dtype=torch.float64)
+    return raw.mean(0), std + 1e-12
 
 
 class DatacubeCNNPlugin:
@@ -68,44 +113,43 @@ class DatacubeCNNPlugin:
     def make_datasets(self, data: Path | None, *, seed: int, smoke: bool = False):
         from astrobio_cli.training.plugin import Datasets
 
-        path = data if data is not None else default_data_path()
-        arrays, provenance = load_cube(path)
-        n = arrays["ta"].shape[0]
-        tr, va = split_indices(n, self.config["val_fraction"], self.config["split_seed"])
-        ctx = to_tensors(arrays, tr)
-        raw = scalar_targets(ctx)
-        mean, std = raw[tr].mean(0), raw[tr].std(0) + 1e-12
-        ctx.update(t=((raw - mean) / std).float(), t_mean=mean, t_std=std)
-        provenance.update({"samples": n, "train": len(tr), "val": len(va), "targets": TARGETS})
-        return Datasets(
-            train=Items(ctx, tr),
-            val=Items(ctx, va),
-            provenance=provenance,
-            context=ctx,
-            seed=seed,
-        )
+        cube = open_cube(data, self.config)
+        st = cube.stats
+        i = st.names.index("ta")
+        ta = (float(st.mean[i]), float(st.std[i]))
+        base = UNetItem(st, cube.plev)
+        mean, std = target_scale(cube, ta)
+        tf = CNNItem(base, ta, mean, std)
+        train, val, provenance, ctx = cube_datasets(cube, self.config, transform=tf)
+        ctx.update(t_mean=mean, t_std=std)
+        ctx._transform = base  # the lazy whole-cube arrays are the cube's (x, y, ...)
+        ctx._extra_keys = ("t",)
+        ctx._extra = lambda c: {"t": ((scalar_targets(c) - mean) / std).float()}
+        provenance.update(targets=TARGETS, target_mean=mean.tolist(), target_std=std.tolist())
+        return Datasets(train=train, val=val, provenance=provenance, context=ctx, seed=seed)
 
     def build(self, datasets):
         c = self.config
         return DatacubeCNN(
-            datasets.context["x"].shape[1], len(TARGETS), c["width"], c["blocks"], c["se_ratio"],
+            datasets.context["in_channels"], len(TARGETS), c["width"], c["blocks"], c["se_ratio"],
             c["grad_checkpointing"],
         )  # fmt: skip
 
     def loss(self, model, batch, datasets):
         return torch.mean((model(batch["x"]).float() - batch["t"]) ** 2)
 
-    def _predict(self, model, items):
+    def _predict(self, model, items, with_true: bool = False):
         device = next(model.parameters()).device
-        out = [
-            model(items.ctx["x"][items.idx[s : s + 32]].to(device)).float().cpu()
-            for s in range(0, len(items.idx), 32)
-        ]
-        return torch.cat(out)
+        preds, trues = [], []
+        for b in items.batches(32):
+            preds.append(model(b["x"].to(device)).float().cpu())
+            trues.append(b["t"])
+        pred = torch.cat(preds)
+        return (pred, torch.cat(trues)) if with_true else pred
 
-    def _metrics(self, pred, items):
+    def _metrics(self, pred, items, true=None):
         ctx = items.ctx
-        true = ctx["t"][items.idx]
+        true = ctx["t"][items.idx] if true is None else true
         overall = regression_metrics(pred.numpy(), true.numpy())
         out = {"rmse": overall["rmse"], "r2": overall["r2"]}
         p = pred.double() * ctx["t_std"] + ctx["t_mean"]
@@ -115,7 +159,8 @@ class DatacubeCNNPlugin:
         return out
 
     def evaluate(self, model, datasets):
-        return self._metrics(self._predict(model, datasets.val), datasets.val)
+        pred, true = self._predict(model, datasets.val, with_true=True)  # streamed
+        return self._metrics(pred, datasets.val, true)
 
     def baseline_predictions(self, datasets) -> dict[str, np.ndarray]:
         """Each baseline's (n_val, 2) standardised predictions, fitted on the training split:
@@ -160,18 +205,6 @@ def pooled_inputs(ctx: dict[str, Any]) -> np.ndarray:
     coordinate channels are the same for every planet (and get dropped)."""
     w = ctx["area"].double()  # (Y,), sums to 1
     return (ctx["x"].double().mean((2, 4)) * w).sum(-1).numpy()
-
-
-class Items:
-    def __init__(self, ctx: dict[str, Any], idx: list[int]) -> None:
-        self.ctx, self.idx = ctx, idx
-
-    def __len__(self) -> int:
-        return len(self.idx)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        j = self.idx[i]
-        return {"x": self.ctx["x"][j], "t": self.ctx["t"][j]}
 
 
 class SqueezeExcite(nn.Module):
