@@ -35,7 +35,7 @@ KINDS: dict[str, DataKind] = {
             "per sample: stellar_flux, rotation_period, obliquity, greenhouse_factor, "
             "surface_albedo; land_mask (lat, lon); rsdt (lat); ts (lat, lon); ta, hus "
             "(plev, lat, lon); coordinates plev (Pa), lat, lon (degrees)",
-            "astrobio_cli.data.datasets.CubeDataset",
+            "astrobio_cli.data.climate.open_climate_cube",
         ),
         DataKind(
             "exoplanet-table",
@@ -51,7 +51,7 @@ KINDS: dict[str, DataKind] = {
             "spectra on a wavelength grid, with their errors",
             (".npz", ".parquet"),
             "wavelength (um), flux or transit depth, error; .npz: x (N, wavelengths) and targets y",
-            "astrobio_models.spectral_transformer (npz); mast-jwst-spectrum Parquet",
+            "astrobio_cli.data.spectra.read_spectrum (Parquet); .npz by spectral-transformer",
         ),
         DataKind(
             "metabolic-network",
@@ -80,7 +80,7 @@ KINDS: dict[str, DataKind] = {
             "nucleotide or protein records",
             (".fasta", ".fa", ".faa", ".gb", ".gbk", ".parquet"),
             "FASTA or GenBank records; Parquet summary (accession, organism, length, ...)",
-            "Bio.SeqIO-compatible text",
+            "astrobio_cli.data.sequences.read_sequences",
         ),
         DataKind(
             "taxonomy-table",
