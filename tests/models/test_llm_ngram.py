@@ -247,3 +247,24 @@ def test_kneser_ney_matches_the_formulas_at_order_4():
     for h in ([], [6], [0, 1], [6, 2, 3], [5, 5, 5], [1, 7, 2], [0, 1, 2, 3, 4]):
         want = np.array([ref(w, h) for w in range(8)])
         np.testing.assert_allclose(lm.distribution(h), want, rtol=1e-12)
+
+
+def test_fetched_sequences_build_the_corpus():
+    """GenBank / FASTA as `astrobio fetch ncbi|uniprot` write them become llm-lora's corpus,
+    through the core reader, split by organism."""
+    from pathlib import Path
+
+    from astrobio_cli.data.sequences import corpus_lines as seq_lines
+    from astrobio_cli.data.sequences import read_sequences
+    from astrobio_cli.training.data import check_data
+    from astrobio_models import llm_lora
+
+    gb = Path(__file__).resolve().parents[1] / "data" / "ncbi" / "cor6_6.gb"
+    lines, groups, prov = llm_lora.corpus(gb)
+    assert lines == seq_lines(read_sequences(gb))
+    assert prov["records"] == 6 and prov["split"] == "by organism"
+    tr, va = llm_lora.split_by_group(groups, 0.3, 0)
+    assert tr and va and not {groups[i] for i in tr} & {groups[i] for i in va}
+    assert check_data("llm-lora", ("exoplanet-table", "text-corpus", "sequences"), str(gb)) == (
+        "sequences"
+    )

@@ -24,6 +24,12 @@ SUFFIX_KINDS = {
     ".tsv": "exoplanet-table",
     ".txt": "text-corpus",
     ".npz": "transmission-spectra",
+    ".fasta": "sequences",
+    ".fa": "sequences",
+    ".faa": "sequences",
+    ".fna": "sequences",
+    ".gb": "sequences",
+    ".gbk": "sequences",
 }
 COBRA_BUILTINS = ("textbook", "iJO1366", "salmonella")
 

@@ -70,7 +70,7 @@ MODELS = (
     (
         "llm-lora",
         "llm_lora",
-        ("exoplanet-table", "text-corpus"),
+        ("exoplanet-table", "text-corpus", "sequences"),
         "Causal language model fine-tuned with PEFT LoRA on text generated from an exoplanet table.",
         _needs("peft", "peft"),
     ),

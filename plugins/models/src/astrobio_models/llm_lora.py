@@ -181,6 +181,15 @@ def corpus(data: Path | None) -> tuple[list[str], list[str], dict[str, Any]]:
     from astrobio_cli.errors import UserError
 
     path = DEFAULT_TABLE if data is None else Path(data)
+    from astrobio_cli.data import sequences as seqs
+
+    if path.suffix.lower() in (*seqs.FASTA_SUFFIXES, *seqs.GENBANK_SUFFIXES):
+        # FASTA / GenBank from `astrobio fetch ncbi|uniprot|ensembl`, through the core reader:
+        # one sentence per record, split by organism (its records never straddle the split).
+        records = seqs.read_sequences(path)
+        lines = seqs.corpus_lines(records)
+        groups = [r.organism or r.id for r in records]
+        return lines, groups, {"path": str(path), "records": len(records), "split": "by organism"}
     if path.suffix.lower() == ".txt":
         lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         groups = [f"line:{i}" for i in range(len(lines))]
