@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "astrobio_cli.cli.smoke_cmd",
     "astrobio_cli.cli.serve_cmd",
     "astrobio_cli.cli.runs_cmd",
+    "astrobio_cli.cli.predict_cmd",
 )
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}

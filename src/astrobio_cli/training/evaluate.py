@@ -13,17 +13,15 @@ from astrobio_cli.errors import UsageError
 from astrobio_cli.training import checkpoint as ckpt
 
 
-def evaluate_checkpoint(
-    spec: Any, checkpoint: Path, *, data: str | None = None, plot: Path | None = None
-) -> dict[str, Any]:
-    """Rebuild the model from the checkpoint's options, load its weights (safetensors only) and
-    score it and the plugin's baselines on the held-out split. Returns plain data."""
+def load_model(spec: Any, checkpoint: Path, *, data: str | None = None, verb: str = "eval"):
+    """(checkpoint path, meta, plugin, datasets, model in eval mode) rebuilt from the
+    checkpoint's own options and weights (safetensors only)."""
     path = ckpt.resolve_checkpoint(Path(checkpoint))
     meta = ckpt.load_meta(path)
     if meta.get("model") != spec.name:
         raise UsageError(
             f"checkpoint {path} holds a '{meta.get('model')}' model, not '{spec.name}'; "
-            f"run `astrobio eval {meta.get('model')} --checkpoint {checkpoint}`"
+            f"run `astrobio {verb} {meta.get('model')} --checkpoint {checkpoint}`"
         )
     plugin = spec.factory(meta.get("model_options") or {})
     data = data if data is not None else meta.get("data")
@@ -38,6 +36,16 @@ def evaluate_checkpoint(
             f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
         )
     model.eval()
+    return path, meta, plugin, datasets, model
+
+
+def evaluate_checkpoint(
+    spec: Any, checkpoint: Path, *, data: str | None = None, plot: Path | None = None
+) -> dict[str, Any]:
+    """Rebuild the model from the checkpoint's options, load its weights (safetensors only) and
+    score it and the plugin's baselines on the held-out split. Returns plain data."""
+    path, meta, plugin, datasets, model = load_model(spec, checkpoint, data=data)
+    seed = datasets.seed
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # evaluation randomness (e.g. negative edges) is fixed
         metrics = {k: float(v) for k, v in plugin.evaluate(model, datasets).items()}

@@ -97,6 +97,9 @@ class OptionalModelPlugin(Protocol):
         ``generate(prompt, max_new_tokens, temperature)``) is in `astrobio_cli.serve`, whose
         `CausalLMAdapter` serves any Hugging Face style causal language model.
     tokenizer: a text model's tokenizer (``encode``, ``decode``), for serving and generation.
+    predict_file(model, datasets, path) -> dict: the model on one input file (`astrobio
+        predict`), e.g. spectral-transformer on a spectrum `astrobio fetch mast-jwst-spectrum`
+        wrote, with the uncertainty the file's own errors carry.
 
     Attention backends have their own optional attribute, ``supports_dropout`` (hookspecs.py);
     any spec may carry ``extras["smoke_checks"]`` (`astrobio_cli.smoke`).
@@ -109,7 +112,7 @@ class OptionalModelPlugin(Protocol):
 
 REQUIRED = ("name", "data_kind", "config", "train_defaults", "smoke_config", "primary_metric")
 METHODS = ("make_datasets", "build", "loss", "evaluate", "baseline")
-OPTIONAL = ("plot", "serve_adapter", "tokenizer")
+OPTIONAL = ("plot", "serve_adapter", "tokenizer", "predict_file")
 
 
 def check_plugin(obj: Any) -> list[str]:

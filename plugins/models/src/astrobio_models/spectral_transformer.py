@@ -141,6 +141,28 @@ def amplitude_features(spectra: np.ndarray, train_idx: list[int]) -> np.ndarray:
     return (g - g[train_idx].mean(0)) / (g[train_idx].std(0) + 1e-12)
 
 
+def spectrum_norm(spectra: np.ndarray, train_idx: list[int]) -> dict[str, float]:
+    """The training split's statistics the input features use (kept to featurise new spectra)."""
+    s = spectra[train_idx]
+    g = np.column_stack([s.mean(1), np.log(s.std(1) + 1e-30)])
+    return {"mean": float(s.mean()), "std": float(s.std()),
+            "g_mean": g.mean(0).tolist(), "g_std": g.std(0).tolist()}  # fmt: skip
+
+
+def spectrum_features(spectra: np.ndarray, norm: dict[str, Any], amplitude: bool) -> np.ndarray:
+    """(N, W [+ W + 2]) model inputs: each spectrum by its own mean and spread (its shape), and
+    with `amplitude` also on the training split's common scale and its two whole-spectrum
+    numbers (`amplitude_features`, standardised with the training split's statistics)."""
+    s = spectra
+    s_n = (s - s.mean(1, keepdims=True)) / (s.std(1, keepdims=True) + 1e-12)
+    if not amplitude:
+        return s_n
+    s_abs = (s - norm["mean"]) / (norm["std"] + 1e-30)
+    g = np.column_stack([s.mean(1), np.log(s.std(1) + 1e-30)])
+    g = (g - np.asarray(norm["g_mean"])) / (np.asarray(norm["g_std"]) + 1e-12)
+    return np.hstack([s_n, s_abs, g])
+
+
 class SpectralTransformerPlugin:
     name = NAME
     data_kind = "transmission-spectra"
@@ -182,10 +204,8 @@ class SpectralTransformerPlugin:
         s, p = arrays["spectra"], arrays["params"]
         # each spectrum by its own mean and spread (its shape), and with `amplitude` also on
         # the training split's common scale and its two whole-spectrum numbers
-        s_n = (s - s.mean(1, keepdims=True)) / (s.std(1, keepdims=True) + 1e-12)
-        if c["amplitude"]:
-            s_abs = (s - s[tr].mean()) / (s[tr].std() + 1e-30)
-            s_n = np.hstack([s_n, s_abs, amplitude_features(s, tr)])
+        norm = spectrum_norm(s, tr)
+        s_n = spectrum_features(s, norm, c["amplitude"])
         p_mean, p_std = p[tr].mean(0), p[tr].std(0) + 1e-12
         log_lam = np.log(arrays["wavelength"])
         ctx = {
@@ -196,6 +216,8 @@ class SpectralTransformerPlugin:
             ),
             "p_mean": p_mean,
             "p_std": p_std,
+            "norm": norm,
+            "wavelength": arrays["wavelength"],
         }
         provenance.update({"train": len(tr), "val": len(va), "params": PARAMS})
         return Datasets(
@@ -237,6 +259,46 @@ class SpectralTransformerPlugin:
                 for s in range(0, len(items.idx), 256)
             ]
         )
+
+    def predict_file(self, model, datasets, path: Path, *, draws: int = 200) -> dict[str, Any]:
+        """Atmospheric parameters from one measured spectrum (`astrobio predict`): a Parquet
+        table as `astrobio fetch mast-jwst-spectrum` writes (or wavelength, depth, depth_error),
+        resampled onto the model's wavelength grid by inverse-variance binning
+        (`astrobio_cli.data.spectra`), then `draws` realisations of the spectrum within its
+        propagated errors through the model: each parameter's mean and standard deviation."""
+        from astrobio_cli.data import spectra
+
+        ctx = datasets.context
+        spec = spectra.read_spectrum(path)
+        value, error = spectra.resample(spec, ctx["wavelength"])
+        rng = np.random.default_rng(0)
+        noisy = value[None, :] + error[None, :] * rng.standard_normal((draws, len(value)))
+        x = spectrum_features(np.vstack([value[None, :], noisy]), ctx["norm"],
+                              self.config["amplitude"])  # fmt: skip
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            y = model(torch.tensor(x, dtype=torch.float32, device=device)).double().cpu().numpy()
+        phys = y * ctx["p_std"] + ctx["p_mean"]
+        out: dict[str, Any] = {
+            "input": str(path),
+            "quantity": spec.quantity,
+            "unit": spec.unit,
+            "samples_used": len(spec.value),
+            "samples_dropped": spec.dropped,
+            "grid_um": [float(ctx["wavelength"][0]), float(ctx["wavelength"][-1])],
+            "bins": len(value),
+            "draws": draws,
+            "parameters": {
+                name: {"value": float(phys[0, i]), "std_from_errors": float(phys[1:, i].std())}
+                for i, name in enumerate(PARAMS)
+            },
+        }
+        if spec.quantity == "flux":
+            out["warning"] = (
+                "the input is a stellar flux spectrum, not a transit depth: the model was "
+                "trained on transit depths, so these parameters describe its shape only"
+            )
+        return out
 
     def evaluate(self, model, datasets):
         return self._metrics(self.predict(model, datasets.val), datasets.val)
