@@ -293,7 +293,11 @@ def test_ensure_default_generates_once_into_the_data_dir(tmp_path, monkeypatch):
     stamp = path.stat().st_mtime_ns
     assert sc.ensure_default() == path
     assert path.stat().st_mtime_ns == stamp  # not regenerated
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    # the dataset and its provenance sidecar, no temporary
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        path.name,
+        f"{path.name}.provenance.json",
+    ]
     with xr.open_dataset(path) as ds:
         assert ds.sizes == {"sample": 320, "plev": 6, "lat": 16, "lon": 32}
         assert ds.attrs["seed"] == 0
@@ -308,7 +312,14 @@ def test_fetch_command_writes_the_dataset_offline(run_cli, tmp_path):
     r = run_cli("--data-dir", str(data_dir), "fetch", "synthetic-climate", *args)
     assert r.returncode == 0, r.stderr
     out = data_dir / "synthetic-climate" / sc.default_name(6, 8, 16, 4, 7)
-    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+    side = out.parent / f"{out.name}.provenance.json"
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name, side.name]
+    import hashlib
+    import json
+
+    rec = json.loads(side.read_text())
+    assert rec["seed"] == 7 and rec["options"]["samples"] == 6
+    assert rec["output"]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert f"written to {out}" in r.stdout
     with xr.open_dataset(out) as ds:
         xr.testing.assert_identical(ds.load(), sc.generate(6, seed=7, **SMALL))
@@ -316,7 +327,10 @@ def test_fetch_command_writes_the_dataset_offline(run_cli, tmp_path):
     zarr_out = tmp_path / "elsewhere" / "cube.zarr"
     r = run_cli("fetch", "synthetic-climate", *args, "--format", "zarr", "--out", str(zarr_out))
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in zarr_out.parent.iterdir()) == ["cube.zarr"]
+    assert sorted(p.name for p in zarr_out.parent.iterdir()) == [
+        "cube.zarr",
+        "cube.zarr.provenance.json",
+    ]
     with xr.open_zarr(zarr_out) as ds:
         np.testing.assert_array_equal(ds["ta"].values, sc.generate(6, seed=7, **SMALL)["ta"])
 
