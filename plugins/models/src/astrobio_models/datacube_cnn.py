@@ -165,13 +165,11 @@ class DatacubeCNNPlugin:
     def baseline_predictions(self, datasets) -> dict[str, np.ndarray]:
         """Each baseline's (n_val, 2) standardised predictions, fitted on the training split:
         the mean, and ridge / quadratic ridge / boosted trees on `pooled_inputs`."""
-        from astrobio_models.tabular_baselines import fit_predict
+        from astrobio_models.tabular_baselines import split_predict
 
         ctx, tr, va = datasets.context, datasets.train.idx, datasets.val.idx
         x, t = pooled_inputs(ctx), ctx["t"].double().numpy()
-        preds = {"mean": np.repeat(t[tr].mean(0, keepdims=True), len(va), 0)}
-        preds.update(fit_predict(x[tr], t[tr], x[va], datasets.seed))
-        return preds
+        return split_predict(x, t, tr, va, datasets.seed)
 
     def baseline(self, datasets):
         preds = self.baseline_predictions(datasets)

@@ -307,13 +307,11 @@ class SpectralTransformerPlugin:
         """Each baseline's (n_val, 5) standardised predictions, fitted on the training split:
         the mean, and ridge / quadratic ridge / boosted trees on the model's own inputs (the
         standardised spectrum, one feature per bin)."""
-        from astrobio_models.tabular_baselines import fit_predict
+        from astrobio_models.tabular_baselines import split_predict
 
         ctx, tr, va = datasets.context, datasets.train.idx, datasets.val.idx
         x, y = ctx["x"].double().numpy(), ctx["y"].double().numpy()
-        preds = {"mean": np.repeat(y[tr].mean(0, keepdims=True), len(va), 0)}
-        preds.update(fit_predict(x[tr], y[tr], x[va], datasets.seed))
-        return preds
+        return split_predict(x, y, tr, va, datasets.seed)
 
     def baseline(self, datasets):
         preds = self.baseline_predictions(datasets)

@@ -151,6 +151,16 @@ def _threads() -> int:
         return 1
 
 
+def split_predict(
+    x: np.ndarray, y: np.ndarray, train: list[int], val: list[int], seed: int
+) -> dict[str, np.ndarray]:
+    """The mean predictor and every baseline, fitted on the `train` rows of (x, y), predicting
+    the `val` rows: {name: (n_val, targets)}."""
+    preds = {"mean": np.repeat(y[train].mean(0, keepdims=True), len(val), 0)}
+    preds.update(fit_predict(x[train], y[train], x[val], seed))
+    return preds
+
+
 def fit_predict(
     x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, seed: int
 ) -> dict[str, np.ndarray]:
