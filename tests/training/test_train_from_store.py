@@ -107,3 +107,23 @@ def _find(obj, key):
             if got is not None:
                 return got
     return None
+
+
+def test_dataloader_workers_train_exactly_as_the_training_process(
+    store, run_astrobio, train_env, tmp_path, tiny_config
+):
+    """`--workers 2` (DataLoader worker processes read the store) and `--workers 0` (the loop
+    reads it) feed the same batches: the same losses and held-out metrics, to the bit."""
+    summaries = []
+    for workers in (0, 2):
+        run = tmp_path / f"run-w{workers}"
+        r = run_astrobio(
+            "train", "cube-unet", "--data", str(store), "--cpu", "--steps", "3",
+            "--batch-size", "4", "--config", str(tiny_config), "--workers", str(workers),
+            "--out", str(run), "--json", env=train_env,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert f"workers: {workers}" in (run / "config.yaml").read_text()
+        summaries.append(json.loads((run / "summary.json").read_text()))
+    assert summaries[0]["final_loss"] == summaries[1]["final_loss"]
+    assert summaries[0]["eval"] == summaries[1]["eval"]

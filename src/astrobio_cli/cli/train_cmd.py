@@ -93,6 +93,14 @@ def train_command(
     eval_every: Annotated[int | None, typer.Option(help="Evaluate every N steps.")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
     keep_last: Annotated[int | None, typer.Option(help="Checkpoints to keep.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="DataLoader worker processes that read and transform the training items "
+            "(0: in the training process; default: the model's).",
+        ),
+    ] = None,
     model_path: Annotated[
         str | None, typer.Option(help="llm-lora: a local Hugging Face checkpoint directory.")
     ] = None,
@@ -135,6 +143,7 @@ def train_command(
         "eval_every": eval_every,
         "checkpoint_every": checkpoint_every,
         "keep_last": keep_last,
+        "workers": workers,
         "model_path": model_path,
     }
     defaults = dict(spec.factory({}).train_defaults)

@@ -54,6 +54,9 @@ class TrainConfig(BaseModel):
     eval_every: int | None = Field(None, ge=1)
     checkpoint_every: int | None = Field(None, ge=1)
     keep_last: int = Field(3, ge=1)
+    workers: int | None = Field(
+        None, ge=0, description="DataLoader worker processes (None: the model's default)"
+    )
     model_path: str | None = None
     model_options: dict[str, Any] = Field(default_factory=dict)
 

@@ -172,26 +172,30 @@ def train(
     model.train()
     step, loss_val, last_eval, stop_reason = start_step, None, {}, None
     t_train, n_samples, t0 = 0.0, 0, time.perf_counter()
+    feed = _Feed(datasets.train, order, consumed, cfg, rank)
     while step < total:
         lr = scheduler.get_last_lr()[0]
         step_start = consumed
+        step_items: list[list[Any]] = []  # this step's micro-batches, kept for an OOM retry
         while True:  # runs once, unless an out-of-memory error asks to split the batch further
             step_loss = torch.zeros((), device=acc.device)
             try:
                 for micro in range(per_step):
-                    idx = order.indices(consumed)
+                    if micro == len(step_items):
+                        step_items.append(feed.items(consumed))
                     consumed += 1
                     # no_sync: skip DDP's gradient all-reduce on all but the last micro-batch.
                     sync = micro == per_step - 1
                     with contextlib.nullcontext() if sync else acc.no_sync(model):
                         step_loss += _micro_step(
-                            acc, plugin, model, datasets, idx, per_step, chunks
+                            acc, plugin, model, datasets, step_items[micro], per_step, chunks
                         )
                 break
             except torch.OutOfMemoryError:
                 optimizer.zero_grad(set_to_none=True)
                 _empty_cache()
                 if not cfg.auto_batch or chunks >= cfg.batch_size:
+                    feed.close()
                     raise TrainingStopped(_oom_message(cfg, chunks)) from None
                 # Same samples in smaller pieces: the data position and the gradient stay put.
                 chunks, consumed = chunks * 2, step_start
@@ -253,6 +257,7 @@ def train(
             t0 += time.perf_counter() - t_pause
 
     # ---- stop ------------------------------------------------------------------------------
+    feed.close()
     trace.params(raw_model)
     if log is not None:
         log.close()
@@ -311,8 +316,68 @@ def _resume_source(cfg: TrainConfig, ckpt_dir: Path) -> Path | None:
     return ckpt.resolve_checkpoint(Path(cfg.resume))
 
 
-def _micro_step(acc, plugin, model, datasets, idx, per_step, chunks) -> torch.Tensor:
-    """Forward and backward of one micro-batch, in `chunks` pieces (more after an OOM).
+class _Feed:
+    """The training items of micro-batch number `position` (`BatchOrder`), read in this process
+    (`workers` 0) or by a `torch.utils.data.DataLoader` with `workers` worker processes that
+    read and transform items ahead of the loop (the data layer's native kernels run there, and
+    each worker opens its own file handle). Either way micro-batch i holds the same indices;
+    worker randomness (augmentation) is seeded from the run seed, the rank and the starting
+    position, so a run is repeatable (a resumed run draws its augmentation afresh)."""
+
+    def __init__(self, train: Any, order: BatchOrder, start: int, cfg: TrainConfig, rank: int):
+        self.train, self.order, self.next = train, order, start
+        self.workers = int(cfg.workers or 0)
+        self._it = None
+        if self.workers > 0 and order.per_epoch > 0:
+            from torch.utils.data import DataLoader
+
+            g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + rank) * 7919 + start)
+            self._it = iter(
+                DataLoader(
+                    train,
+                    batch_sampler=_Positions(order, start),
+                    num_workers=self.workers,
+                    collate_fn=_as_list,
+                    prefetch_factor=2,
+                    persistent_workers=False,
+                    generator=g,
+                )
+            )
+
+    def items(self, position: int) -> list[Any]:
+        if self._it is None:
+            return [self.train[i] for i in self.order.indices(position)]
+        if position != self.next:  # the loader runs ahead in order: no random access
+            raise RuntimeError(f"data feed at micro-batch {self.next}, asked for {position}")
+        self.next += 1
+        return next(self._it)
+
+    def close(self) -> None:
+        it, self._it = self._it, None
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+
+
+class _Positions:
+    """A batch sampler: the `BatchOrder` indices of micro-batches start, start + 1, ..."""
+
+    def __init__(self, order: BatchOrder, start: int) -> None:
+        self.order, self.start = order, start
+
+    def __iter__(self):
+        i = self.start
+        while True:
+            yield self.order.indices(i)
+            i += 1
+
+
+def _as_list(items: list[Any]) -> list[Any]:  # DataLoader collate_fn: collated in the loop
+    return items
+
+
+def _micro_step(acc, plugin, model, datasets, items, per_step, chunks) -> torch.Tensor:
+    """Forward and backward of one micro-batch (its items), in `chunks` pieces (more after an
+    OOM).
 
     Returns the micro-batch's loss (detached) divided by the accumulation count. Each piece's
     loss is weighted by its share of the micro-batch, so splitting changes no gradient beyond
@@ -320,14 +385,14 @@ def _micro_step(acc, plugin, model, datasets, idx, per_step, chunks) -> torch.Te
     """
     collate = datasets.collate or torch.utils.data.default_collate
     total = torch.zeros((), device=acc.device)
-    pieces = [idx[i::chunks] for i in range(chunks)] if chunks > 1 else [idx]
+    pieces = [items[i::chunks] for i in range(chunks)] if chunks > 1 else [items]
     for piece in pieces:
         if len(piece) > _fault("ASTROBIO_TEST_OOM_ABOVE", 1 << 30):
             raise torch.OutOfMemoryError("injected by ASTROBIO_TEST_OOM_ABOVE")
-        batch = _to_device(collate([datasets.train[i] for i in piece]), acc.device)
+        batch = _to_device(collate(piece), acc.device)
         with acc.autocast():
             loss = plugin.loss(model, batch, datasets)
-        weight = len(piece) / len(idx) / per_step
+        weight = len(piece) / len(items) / per_step
         acc.backward(loss * weight)
         total += loss.detach().float() * weight
     return total

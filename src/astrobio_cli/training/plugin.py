@@ -44,8 +44,10 @@ class ModelPlugin(Protocol):
     name: the registered name.
     data_kind: the kind of data it trains on (one of the spec's ``data_kinds``).
     config: the resolved model options (a dict of plain values; saved in the run's config YAML).
-    train_defaults: defaults for the run (``lr``, ``batch_size``, ``steps``, ``warmup``, ...) that
-        the model knows best; YAML and flags override them.
+    train_defaults: defaults for the run (``lr``, ``batch_size``, ``steps``, ``warmup``,
+        ``workers``: DataLoader worker processes that read and transform ``train`` items, for
+        data read from files; 0 or absent: read in the training process) that the model knows
+        best; YAML and flags override them.
     smoke_config: model options for `--quick-smoke` (tiny sizes: 10 steps in seconds on a CPU).
     primary_metric: the key of `evaluate`'s result that `astrobio eval` compares with the
         baselines, and whether lower is better (e.g. ``("rmse", "lower")``).

@@ -98,7 +98,7 @@ def factory(config: dict[str, Any] | None = None) -> CubeUNetPlugin:
 class CubeUNetPlugin:
     name = NAME
     data_kind = "climate-cube"
-    train_defaults = {"lr": 3e-3, "batch_size": 8, "steps": 400, "warmup": 20}
+    train_defaults = {"lr": 3e-3, "batch_size": 8, "steps": 400, "warmup": 20, "workers": 2}
     smoke_config = {"width": 4, "depth": 1, "heads": 1}
     primary_metric = ("rmse", "lower")
 

@@ -103,7 +103,7 @@ def target_scale(cube, ta: tuple[float, float], most: int = 1024):
 class DatacubeCNNPlugin:
     name = NAME
     data_kind = "climate-cube"
-    train_defaults = {"lr": 3e-3, "batch_size": 16, "steps": 300, "warmup": 20}
+    train_defaults = {"lr": 3e-3, "batch_size": 16, "steps": 300, "warmup": 20, "workers": 2}
     smoke_config = {"width": 4, "blocks": 1}
     primary_metric = ("rmse", "lower")
 
