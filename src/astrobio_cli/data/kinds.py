@@ -59,7 +59,7 @@ KINDS: dict[str, DataKind] = {
             (".xml", ".sbml", ".json"),
             "SBML or cobra JSON with reactions and metabolites; or a name cobra ships "
             "(textbook, iJO1366, salmonella)",
-            "cobra.io (read_sbml_model, load_json_model, load_model)",
+            "astrobio_cli.data.networks.read_metabolic_network",
         ),
         DataKind(
             "text-corpus",
@@ -73,7 +73,7 @@ KINDS: dict[str, DataKind] = {
             "time series of photometry",
             (".parquet",),
             "time (BTJD/BKJD d), flux, flux_err, quality, mission, sector/quarter, cadence",
-            "pyarrow.parquet",
+            "astrobio_cli.data.lightcurves.read_light_curve",
         ),
         DataKind(
             "sequences",

@@ -2,8 +2,9 @@
 
 Data: a genome-scale metabolic model (SBML `.xml`/`.sbml`, cobra `.json`, or the name of a model
 cobra ships offline: `textbook` (E. coli core), `iJO1366` (E. coli, default), `salmonella`
-(iYS1720)). Nodes are metabolites (per compartment); two metabolites are linked when they take
-part in the same reaction. Reactions with more than `max_reaction_size` metabolites (biomass and
+(iYS1720)), read by the core (`astrobio_cli.data.networks.read_metabolic_network`; its source,
+sha256 and cobra version go into the run card as `network_source`). Nodes are metabolites (per
+compartment); two metabolites are linked when they take part in the same reaction. Reactions with more than `max_reaction_size` metabolites (biomass and
 other lumped pseudo-reactions) are left out: they would add cliques that are no chemistry.
 
 Node features: compartment (one-hot), log(1 + atom count) of C, H, N, O, P, S from the formula,
@@ -42,11 +43,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from astrobio_cli.data.networks import MetabolicNetwork, read_metabolic_network
 from astrobio_models._common import options
 from astrobio_models.link_baselines import auc_ap, link_scores
 
 NAME = "graph-vae"
-BUILTIN = ("textbook", "iJO1366", "salmonella")
 ELEMENTS = ("C", "H", "N", "O", "P", "S")
 DEFAULTS: dict[str, Any] = {
     "hidden": 64,
@@ -80,33 +81,14 @@ def factory(config: dict[str, Any] | None = None) -> GraphVAEPlugin:
     return GraphVAEPlugin(c)
 
 
-def load_network(data: str) -> Any:
-    import logging
-
-    import cobra
-
-    from astrobio_cli.errors import UserError
-
-    logging.getLogger("cobra").setLevel(logging.ERROR)
-    name = data.removeprefix("cobra:")
-    try:
-        if name in BUILTIN:
-            return cobra.io.load_model(name)
-        path = Path(data)
-        if path.suffix.lower() == ".json":
-            return cobra.io.load_json_model(str(path))
-        return cobra.io.read_sbml_model(str(path))
-    except Exception as exc:
-        raise UserError(f"cannot read metabolic network {data}: {exc}") from None
-
-
-def network_graph(model: Any, max_reaction_size: int) -> dict[str, Any]:
-    """Node features (N, F) float64 and undirected edges (E, 2) with u < v, from a cobra model."""
-    mets = list(model.metabolites)
-    index = {m.id: i for i, m in enumerate(mets)}
+def network_graph(net: MetabolicNetwork, max_reaction_size: int) -> dict[str, Any]:
+    """Node features (N, F) float64 and undirected edges (E, 2) with u < v, from a network read by
+    the core (`astrobio_cli.data.networks.read_metabolic_network`)."""
+    mets = net.metabolites
+    index = net.metabolite_index()
     pairs: set[tuple[int, int]] = set()
-    for r in model.reactions:
-        ids = sorted(index[m.id] for m in r.metabolites)
+    for r in net.reactions:
+        ids = sorted(index[m] for m in r.stoichiometry)
         if len(ids) > max_reaction_size:
             continue
         for a in range(len(ids)):
@@ -140,7 +122,8 @@ class GraphVAEPlugin:
 
         c = self.config
         source = str(data) if data is not None else c["network"]
-        g = network_graph(load_network(source), c["max_reaction_size"])
+        net = read_metabolic_network(source)
+        g = network_graph(net, c["max_reaction_size"])
         n, edges = len(g["x"]), g["edges"]
         rng = np.random.default_rng(c["split_seed"])
         perm = rng.permutation(len(edges))
@@ -164,6 +147,7 @@ class GraphVAEPlugin:
         }
         provenance = {
             "network": source,
+            "network_source": net.provenance(),
             "nodes": n,
             "edges": len(edges),
             "train_edges": len(train_pos),
