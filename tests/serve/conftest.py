@@ -1,3 +1,6 @@
+import contextlib
+from pathlib import Path
+
 import pytest
 
 
@@ -12,3 +15,54 @@ def installed_host(monkeypatch):
     monkeypatch.setattr(plugins, "_ACTIVE", None)
     monkeypatch.setattr(plugins, "get_host", lambda: host)
     return host
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(args: list[str], env: dict[str, str], log: Path, port: int):
+    """`astrobio serve ...` (`args` after `serve`, without --port) as a real subprocess on
+    `port`: yields the base URL once /health answers 200; stopped on exit. A server that exits
+    or does not come up in 180 s fails the test with the end of its log."""
+    import subprocess
+    import time
+
+    import httpx
+
+    from tests.conftest import astrobio_exe
+
+    with log.open("w") as fh:
+        proc = subprocess.Popen(
+            [astrobio_exe(), "serve", *args, "--port", str(port)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"astrobio serve exited {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"astrobio serve did not come up: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import astrobio_exe
+from tests.serve.conftest import free_port, running_server
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -49,60 +49,14 @@ def trained(tmp_path_factory):
     return run, env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(trained):
     run, env = trained
-    port = _free_port()
     log = run.parent / "serve.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen(
-            [
-                astrobio_exe(),
-                "serve",
-                "cube-unet",
-                "--checkpoint",
-                str(run),
-                "--port",
-                str(port),
-                "--max-request-bytes",
-                "200000",
-                "--max-batch",
-                "8",
-                "--device",
-                "cpu",
-            ],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"astrobio serve exited {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"astrobio serve did not come up: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    args = ["cube-unet", "--checkpoint", str(run), "--max-request-bytes", "200000",
+            "--max-batch", "8", "--device", "cpu"]  # fmt: skip
+    with running_server(args, env, log, free_port()) as base:
         yield base, run, env, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _planet(**over):

@@ -5,14 +5,12 @@ cache) computed in this process from the same checkpoint."""
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import astrobio_exe
-from tests.serve.test_serve import _env, _free_port, _quick_smoke
+from tests.serve.conftest import free_port, running_server
+from tests.serve.test_serve import _env, _quick_smoke
 
 
 @pytest.fixture(scope="module")
@@ -24,36 +22,9 @@ def llm_server(tmp_path_factory):
     if res.returncode != 0 and "unknown model 'llm-lora'" in res.stderr:
         pytest.skip("llm-lora is not registered in this installation")
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    port = _free_port()
-    log = root / "serve.log"
-    with log.open("w") as fh:
-        proc = subprocess.Popen(
-            [astrobio_exe(), "serve", "llm-lora", "--checkpoint", str(run), "--port", str(port)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"astrobio serve exited {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, log.read_text()[-2000:]
-            time.sleep(0.5)
+    args = ["llm-lora", "--checkpoint", str(run)]
+    with running_server(args, env, root / "serve.log", free_port()) as base:
         yield base, run
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _plugin_generation(host, run, prompt: str, n: int) -> str:

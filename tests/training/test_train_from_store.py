@@ -82,7 +82,7 @@ def test_a_store_whose_stats_saw_every_sample_is_refused(
 ):
     seen = tmp_path / "seen.zarr"
     nc = store.parent / "clim.nc"
-    r = run_astrobio("preprocess", str(nc), str(seen), env=train_env)
+    r = run_astrobio("preprocess", str(nc), str(seen), "--split", "all", env=train_env)
     assert r.returncode == 0, r.stderr
     r = run_astrobio(
         "train", "cube-unet", "--data", str(seen), "--cpu", "--steps", "1",

@@ -24,12 +24,14 @@ def preprocess(
         typer.Option(help="Normalise with these stats (stats.json of an earlier run)."),
     ] = None,
     split: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Stats from 'all' samples or the 'train' split: the first --train-fraction "
-            "of the first sample dim."
+            help="Stats from the 'train' split (the first --train-fraction of the first "
+            "sample dim; the rest stay unseen, for validation) or from 'all' samples (a store "
+            "for inference or statistics, not for training and validating a model). Default: "
+            "train, or none with --stats-from."
         ),
-    ] = "all",
+    ] = None,
     train_fraction: Annotated[float, typer.Option(help="Size of the train split.")] = 0.8,
     regrid: Annotated[
         float | None,
@@ -95,7 +97,7 @@ def preprocess(
             out,
             variables=names,
             stats_from=stats_from,
-            split=split,
+            split=split or ("all" if stats_from is not None else "train"),
             train_fraction=train_fraction,
             regrid=regrid,
             patch=spec,

@@ -312,6 +312,16 @@ def eval_command(
         Path | None,
         typer.Option(help="Write a PNG figure here (of the first checkpoint's run)."),
     ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the first run's predictions for held-out samples here, one JSON line "
+            "each: the sample, the request body `astrobio serve` takes for it, the prediction."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, help="With --predictions: at most this many samples.")
+    ] = 16,
 ) -> None:
     """Held-out metrics of checkpoints beside the strongest cheap baselines on the same split.
 
@@ -323,7 +333,9 @@ def eval_command(
 
     spec = _model_spec(model)
     check_data(model, spec.data_kinds, data)
-    report = evaluate_checkpoints(spec, list(checkpoint), data=data, plot=plot)
+    report = evaluate_checkpoints(
+        spec, list(checkpoint), data=data, plot=plot, predictions=predictions, limit=limit
+    )
     if json_out:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
@@ -344,6 +356,8 @@ def eval_command(
         )
     if plot is not None:
         c.print(f"figure: {plot}")
+    if predictions is not None:
+        c.print(f"held-out predictions: {predictions}")
 
 
 def _cell(mean: float | None, std: float | None, runs: int) -> str:

@@ -194,6 +194,11 @@ class ClimateCube:
     grid_shape: tuple[int, int]  # (lat, lon) of one item
     patch: dict[str, Any] | None = None  # preprocess --patch options when the items are tiles
     record: dict[str, Any] = field(default_factory=dict)  # preprocess provenance, if any
+    # tiles only: (items, 2) first (lat, lon) grid index of each tile (lat < 0 in the padding)
+    # and the whole grid the tiles were cut from (degrees)
+    origins: np.ndarray | None = None
+    full_lat: np.ndarray | None = None
+    full_lon: np.ndarray | None = None
     fill: float | None = 0.0
     notes: list[str] = field(default_factory=list)
     _reader: Any = field(default=None, repr=False, compare=False)
@@ -219,6 +224,10 @@ class ClimateCube:
 
     def item_lat(self, item: int) -> np.ndarray:
         return self.lat if self.lat.ndim == 1 else self.lat[item]
+
+    def sample_items(self, sample: int) -> np.ndarray:
+        """Rows of the file that belong to `sample` (its tiles, in file order; or the one row)."""
+        return np.flatnonzero(self.item_sample == int(sample))
 
     # -- reading
     def reader(self) -> _Reader:
@@ -333,6 +342,8 @@ class ClimateCube:
                 "plev": self.plev.tolist(),
                 "item_shape": list(self.grid_shape),
                 "lat": self.lat.tolist() if self.lat.ndim == 1 else None,
+                "full_lat": None if self.full_lat is None else self.full_lat.tolist(),
+                "full_lon": None if self.full_lon is None else self.full_lon.tolist(),
             },
             "patch": self.patch,
             "fill": self.fill,
@@ -621,8 +632,15 @@ def open_climate_cube(
         # grid of one item
         plev = np.asarray(ds["plev"].values, dtype=np.float64) if "plev" in ds else np.ones(1)
         nlat, nlon = int(ds.sizes["lat"]), int(ds.sizes["lon"])
+        origins = full_lat = full_lon = None
         if patch is not None:
             lat = _tile_lats(ds, nlat)
+            origins = np.stack(
+                [np.asarray(ds[f"patch_{a}0"].values, dtype=np.int64) for a in ("lat", "lon")],
+                axis=1,
+            )
+            full_lat = np.asarray(ds["grid_lat"].values, dtype=np.float64)
+            full_lon = np.asarray(ds["grid_lon"].values, dtype=np.float64)
         elif "lat" in ds.coords:
             lat = np.asarray(ds["lat"].values, dtype=np.float64)
         else:
@@ -707,6 +725,9 @@ def open_climate_cube(
             grid_shape=(nlat, nlon),
             patch=patch,
             record={**record, "split_rule": split_rule},
+            origins=origins,
+            full_lat=full_lat,
+            full_lon=full_lon,
             fill=fill,
             notes=notes,
         )
@@ -728,11 +749,64 @@ def _check_dims(ds, name: str, path: Path, pre: bool, tiled: bool) -> None:
 def _tile_lats(ds, nlat: int) -> np.ndarray:
     """(items, lat) latitudes of each tile, extrapolated linearly into the padding."""
     grid = np.asarray(ds["grid_lat"].values, dtype=np.float64)
-    lat0 = np.asarray(ds["patch_lat0"].values, dtype=np.int64)
-    rows = lat0[:, None] + np.arange(nlat)[None, :]
+    return tile_lats(grid, np.asarray(ds["patch_lat0"].values, dtype=np.int64), nlat)
+
+
+def tile_lats(grid_lat: np.ndarray, lat0: np.ndarray, nlat: int) -> np.ndarray:
+    """(tiles, nlat) latitudes of tiles whose first rows are `lat0` on `grid_lat`, extrapolated
+    linearly into the padding (rows < 0 or past the last)."""
+    grid = np.asarray(grid_lat, dtype=np.float64)
+    rows = np.asarray(lat0, dtype=np.int64)[:, None] + np.arange(nlat)[None, :]
     step = grid[1] - grid[0] if grid.size > 1 else 0.0
     inside = np.clip(rows, 0, grid.size - 1)
     return grid[inside] + (rows - inside) * step
+
+
+def cut_tiles(
+    field: np.ndarray, patch: dict[str, Any], *, fill: float | None = 0.0, native=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tiles `astrobio preprocess --patch` cuts from `field` (..., lat, lon), normalised
+    values: (tiles, ..., plat, plon) float32, through the same kernel, with the padding rows
+    set to `fill` as the reader sets them; and the (tiles, 2) (lat, lon) origins. Level
+    tiles (`--patch LEVxLATxLON`) are not handled here."""
+    from astrobio_cli import datacube as dc
+
+    spec = dc.PatchSpec(**patch)
+    if spec.lev:
+        raise ValueError("level tiles (--patch LEVxLATxLON) cannot be cut here")
+    x = np.asarray(field, dtype=np.float32)
+    lead, (nlat, nlon) = x.shape[:-2], x.shape[-2:]
+    cube = x.reshape(1, 1, -1, nlat, nlon)  # (sample, var, lev, lat, lon)
+    out = dc.patches(cube, spec, pad_value=np.nan, native=native, threads=1)
+    out = out.reshape(-1, *lead, spec.lat, spec.lon)  # (tiles, ..., plat, plon)
+    if fill is not None:
+        out = np.where(np.isnan(out), np.float32(fill), out)
+    origins = spec.origins(cube.shape)[:, 1:]
+    return out, origins
+
+
+def stitch_tiles(
+    tiles: np.ndarray, origins: np.ndarray, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tiles (tiles, ..., plat, plon) of one sample back onto its grid of `shape` (lat, lon):
+    each grid cell is the mean of the tiles that cover it (tiles overlap when the stride is
+    below the tile size), longitude wraps, padding rows are dropped, and a cell no tile covers
+    is NaN. Returns the (..., lat, lon) float64 field and the (lat, lon) count of tiles per
+    cell."""
+    t = np.asarray(tiles, dtype=np.float64)
+    nlat, nlon = (int(n) for n in shape)
+    plat, plon = t.shape[-2:]
+    total = np.zeros((*t.shape[1:-2], nlat, nlon))
+    count = np.zeros((nlat, nlon))
+    for tile, (lat0, lon0) in zip(t, np.asarray(origins, dtype=np.int64), strict=True):
+        rows = int(lat0) + np.arange(plat)
+        keep = (rows >= 0) & (rows < nlat)
+        cols = (int(lon0) + np.arange(plon)) % nlon
+        r = rows[keep]
+        total[..., r[:, None], cols[None, :]] += tile[..., keep, :]
+        count[r[:, None], cols[None, :]] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan), count
 
 
 def _train_stats(ds, names: Sequence[str], train: Sequence[int], native: bool | None):
@@ -799,9 +873,12 @@ __all__ = [
     "ClimateCube",
     "ClimateDataset",
     "Variable",
+    "cut_tiles",
     "denormalize",
     "is_preprocessed",
     "open_climate_cube",
     "schema_record",
     "stats_from_provenance",
+    "stitch_tiles",
+    "tile_lats",
 ]

@@ -40,11 +40,21 @@ def load_model(spec: Any, checkpoint: Path, *, data: str | None = None, verb: st
 
 
 def evaluate_checkpoint(
-    spec: Any, checkpoint: Path, *, data: str | None = None, plot: Path | None = None
+    spec: Any,
+    checkpoint: Path,
+    *,
+    data: str | None = None,
+    plot: Path | None = None,
+    predictions: Path | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Rebuild the model from the checkpoint's options, load its weights (safetensors only) and
-    score it and the plugin's baselines on the held-out split. Returns plain data."""
+    score it and the plugin's baselines on the held-out split. Returns plain data. With
+    `predictions`, the plugin's per-sample held-out predictions (the first `limit`) are written
+    there as JSON lines."""
     path, meta, plugin, datasets, model = load_model(spec, checkpoint, data=data)
+    if predictions is not None:
+        write_predictions(spec.name, plugin, model, datasets, predictions, limit)
     seed = datasets.seed
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # evaluation randomness (e.g. negative edges) is fixed
@@ -73,6 +83,30 @@ def evaluate_checkpoint(
         "vs_baseline": relative_gains(metrics, baselines, key, better),
         "data": datasets.provenance,
     }
+
+
+def write_predictions(name, plugin, model, datasets, path: Path, limit: int | None) -> int:
+    """`held_out_predictions` as JSON lines at `path` (a temporary name, renamed into place)."""
+    import json
+    import os
+
+    fn = getattr(plugin, "held_out_predictions", None)
+    if not callable(fn):
+        raise UsageError(
+            f"model '{name}' writes no per-sample predictions; leave out --predictions"
+        )
+    with torch.no_grad():
+        records = fn(model, datasets, limit)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(records)
 
 
 def relative_gains(
@@ -113,14 +147,24 @@ def evaluate_checkpoints(
     *,
     data: str | None = None,
     plot: Path | None = None,
+    predictions: Path | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """`evaluate_checkpoint` for each run (typically the same model trained with different
     seeds), then every metric of the model and of each baseline as mean ± std over the runs.
-    `vs_baseline` compares the means. The figure (`plot`) is drawn for the first run."""
+    `vs_baseline` compares the means. The figure (`plot`) and the per-sample `predictions` are
+    those of the first run."""
     if not checkpoints:
         raise UsageError("give at least one --checkpoint")
     runs = [
-        evaluate_checkpoint(spec, c, data=data, plot=plot if i == 0 else None)
+        evaluate_checkpoint(
+            spec,
+            c,
+            data=data,
+            plot=plot if i == 0 else None,
+            predictions=predictions if i == 0 else None,
+            limit=limit,
+        )
         for i, c in enumerate(checkpoints)
     ]
     seeds = [r["seed"] for r in runs]

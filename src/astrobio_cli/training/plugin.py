@@ -102,6 +102,12 @@ class OptionalModelPlugin(Protocol):
     predict_file(model, datasets, path) -> dict: the model on one input file (`astrobio
         predict`), e.g. spectral-transformer on a spectrum `astrobio fetch mast-jwst-spectrum`
         wrote, with the uncertainty the file's own errors carry.
+    held_out_predictions(model, datasets, limit) -> list of dict: the model's predictions for
+        the first `limit` held-out samples, computed the way `evaluate` computes them, each as
+        ``{"sample": id, "input": ..., "prediction": ...}`` where ``input`` is a request body
+        instance that `astrobio serve` accepts for that sample and ``prediction`` has the shape
+        of the served answer (`astrobio eval --predictions FILE` writes them as JSON lines; a
+        served prediction can be checked against them).
 
     Attention backends have their own optional attribute, ``supports_dropout`` (hookspecs.py);
     any spec may carry ``extras["smoke_checks"]`` (`astrobio_cli.smoke`).
@@ -114,7 +120,7 @@ class OptionalModelPlugin(Protocol):
 
 REQUIRED = ("name", "data_kind", "config", "train_defaults", "smoke_config", "primary_metric")
 METHODS = ("make_datasets", "build", "loss", "evaluate", "baseline")
-OPTIONAL = ("plot", "serve_adapter", "tokenizer", "predict_file")
+OPTIONAL = ("plot", "serve_adapter", "tokenizer", "predict_file", "held_out_predictions")
 
 
 def check_plugin(obj: Any) -> list[str]:

@@ -162,6 +162,12 @@ class CubeUNetPlugin:
 
         return CubeUNetAdapter(self, model, datasets)
 
+    def held_out_predictions(self, model, datasets, limit: int | None = None):
+        """Whole held-out planets (tiles stitched) with the request body that serves each."""
+        from astrobio_models.cube_unet_serve import HeldOut
+
+        return HeldOut(self, model, datasets).records(limit)
+
     def plot(self, model, datasets, path: Path) -> None:
         """Predicted vs true surface temperature of the first held-out planet."""
         import matplotlib
@@ -193,7 +199,7 @@ def cube_datasets(cube, config, transform=None):
 
     tf = transform or UNetItem(cube.stats, cube.plev)
     aug = Augment.parse(config.get("augment") or None)
-    ctx = context(cube, tf)
+    ctx = context(cube, tf, reader=cube)
     train = CubeItems(cube.dataset("train", VARIABLES, augment=aug, transform=tf), ctx)
     val = CubeItems(cube.dataset("val", VARIABLES, transform=tf), ctx)
     provenance = cube.provenance()
