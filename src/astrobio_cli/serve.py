@@ -72,9 +72,10 @@ def load_served(spec: Any, checkpoint: Path, *, device: str | None = None) -> Se
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: torch sees no CUDA device; use --device cpu")
+    from astrobio_cli.training.evaluate import rebuild_datasets
+
     plugin = spec.factory(meta.get("model_options") or {})
-    data = meta.get("data")
-    datasets = plugin.make_datasets(Path(data) if data else None, seed=meta.get("seed", 0))
+    datasets = rebuild_datasets(plugin, meta)
     model = plugin.build(datasets)
     missing, unexpected = model.load_state_dict(ckpt.load_weights(path), strict=False)
     if missing or unexpected:

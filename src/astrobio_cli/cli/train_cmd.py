@@ -147,6 +147,8 @@ def train_command(
         "model_path": model_path,
     }
     defaults = dict(spec.factory({}).train_defaults)
+    if defaults.get("workers"):  # the model's default, at most half the CPUs this process has
+        defaults["workers"] = min(int(defaults["workers"]), _cpus() // 2)
     cfg = resolve_config(model, flags, model_defaults=defaults, config_file=config)
     launch.check_gpus(cfg.gpus)
     if cfg.precision == "fp16" and (cfg.cpu or not cuda_device_count()):
@@ -176,6 +178,13 @@ def train_command(
         result = train(cfg, plugin, run_dir, on_log=progress.update if main else None)
     if main and not os.environ.get(launch.CHILD_ENV):
         _print_summary(result.run_dir, json_out)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _run_dir(cfg) -> Path:

@@ -24,10 +24,7 @@ def load_model(spec: Any, checkpoint: Path, *, data: str | None = None, verb: st
             f"run `astrobio {verb} {meta.get('model')} --checkpoint {checkpoint}`"
         )
     plugin = spec.factory(meta.get("model_options") or {})
-    data = data if data is not None else meta.get("data")
-    seed = int(meta.get("seed", 0) or 0)
-    datasets = plugin.make_datasets(Path(data) if data else None, seed=seed)
-    datasets.seed = seed  # randomised baselines draw from the run's seed
+    datasets = rebuild_datasets(plugin, meta, data)
     model = plugin.build(datasets)
     missing, unexpected = model.load_state_dict(ckpt.load_weights(path), strict=False)
     if missing or unexpected:
@@ -37,6 +34,24 @@ def load_model(spec: Any, checkpoint: Path, *, data: str | None = None, verb: st
         )
     model.eval()
     return path, meta, plugin, datasets, model
+
+
+def rebuild_datasets(plugin: Any, meta: dict[str, Any], data: str | None = None) -> Any:
+    """The run's datasets for a checkpoint: its data (or `data`), its seed, and - to a plugin
+    whose `make_datasets` takes `provenance` - the data provenance the checkpoint carries, so
+    the normalisation statistics and the split are the run's own, not recomputed from the
+    training data."""
+    import inspect
+
+    data = data if data is not None else meta.get("data")
+    seed = int(meta.get("seed", 0) or 0)
+    kwargs: dict[str, Any] = {}
+    prov = meta.get("data_provenance")
+    if prov and "provenance" in inspect.signature(plugin.make_datasets).parameters:
+        kwargs["provenance"] = prov
+    datasets = plugin.make_datasets(Path(data) if data else None, seed=seed, **kwargs)
+    datasets.seed = seed  # randomised baselines draw from the run's seed
+    return datasets
 
 
 def evaluate_checkpoint(

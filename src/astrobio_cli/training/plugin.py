@@ -65,7 +65,11 @@ class ModelPlugin(Protocol):
     primary_metric: tuple[str, str]
 
     def make_datasets(self, data: Path | None, *, seed: int, smoke: bool = False) -> Datasets:
-        """Load (or generate, when `data` is None) the data; split train/val deterministically."""
+        """Load (or generate, when `data` is None) the data; split train/val deterministically.
+
+        A plugin may also take a keyword ``provenance``: `eval`, `serve` and `predict` then pass
+        the `Datasets.provenance` the checkpoint carries, and the plugin reuses its
+        normalisation statistics and split instead of recomputing them from the data."""
         ...
 
     def build(self, datasets: Datasets) -> Any:

@@ -44,9 +44,10 @@ def default_data_path() -> Path:
     return ensure_default()
 
 
-def open_cube(data: Path | None, config: dict[str, Any]):
+def open_cube(data: Path | None, config: dict[str, Any], provenance: dict | None = None):
     """The cube at `data` (default: the generated default ensemble), split by the model's
-    `val_fraction` / `split_seed` unless the store carries its own split."""
+    `val_fraction` / `split_seed` unless the store carries its own split. With a checkpoint's
+    `provenance`: its stats and split (nothing recomputed from the training samples)."""
     from astrobio_cli.data.climate import open_climate_cube
     from astrobio_cli.data.splits import Splits
     from astrobio_models._common import split_indices
@@ -58,6 +59,16 @@ def open_cube(data: Path | None, config: dict[str, Any]):
         train, val = split_indices(n, vf, seed)
         return Splits(n, seed, (1 - vf, vf, 0.0), tuple(train), tuple(val), (), str(path))
 
+    saved = (provenance or {}).get("split") or {}
+    if provenance and provenance.get("stats") and isinstance(saved.get("train"), list):
+        n = int(saved["n"])
+        parts = tuple(tuple(int(i) for i in saved.get(k) or ()) for k in ("train", "val", "test"))
+        splits = Splits(
+            n, int(saved.get("seed", -1)), tuple(len(p) / n for p in parts), *parts, str(path)
+        )
+        return open_climate_cube(
+            path, variables=VARIABLES, splits=splits, stats=provenance["stats"]
+        )
     return open_climate_cube(path, variables=VARIABLES, split_fn=split)
 
 

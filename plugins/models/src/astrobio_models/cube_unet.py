@@ -107,10 +107,10 @@ class CubeUNetPlugin:
 
     # -- data ---------------------------------------------------------------------------------
 
-    def make_datasets(self, data: Path | None, *, seed: int, smoke: bool = False):
+    def make_datasets(self, data: Path | None, *, seed: int, smoke: bool = False, provenance=None):
         from astrobio_cli.training.plugin import Datasets
 
-        cube = open_cube(data, self.config)
+        cube = open_cube(data, self.config, provenance)
         train, val, provenance, ctx = cube_datasets(cube, self.config)
         provenance["energy_balance"] = (
             "skipped: the items are tiles, not whole planets" if cube.tiled else "on"

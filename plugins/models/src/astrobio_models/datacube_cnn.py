@@ -110,10 +110,10 @@ class DatacubeCNNPlugin:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
 
-    def make_datasets(self, data: Path | None, *, seed: int, smoke: bool = False):
+    def make_datasets(self, data: Path | None, *, seed: int, smoke: bool = False, provenance=None):
         from astrobio_cli.training.plugin import Datasets
 
-        cube = open_cube(data, self.config)
+        cube = open_cube(data, self.config, provenance)
         st = cube.stats
         i = st.names.index("ta")
         ta = (float(st.mean[i]), float(st.std[i]))
