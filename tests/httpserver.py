@@ -12,7 +12,8 @@ Replies for a route are served in order; the last one repeats. A route can also 
 (method, path, query, headers, body). Faults a Reply can inject: a delay before the headers,
 a body cut short after `send_bytes` bytes (closed cleanly, or reset with RST when `reset`, or
 after hanging for `stall` seconds),
-Range support (`ranges=True`), a wrong Content-Range (`bad_range=True`).
+Range support (`ranges=True`), a wrong Content-Range (`bad_range=True`), a slow drip (`drip`
+seconds before each body byte, `header_drip` before each byte of the status line and headers).
 
 Fixtures using it live in tests/net/conftest.py and tests/fetch/conftest.py (`loopback`).
 """
@@ -43,6 +44,8 @@ class Reply:
     content_length: bool = True  # send a Content-Length header (the full body's length)
     ranges: bool = False  # honour `Range: bytes=N-` with 206
     bad_range: bool = False  # answer a Range request with a Content-Range that starts elsewhere
+    drip: float = 0.0  # send the body one byte at a time, this many seconds before each
+    header_drip: float = 0.0  # the same for the status line and headers
 
 
 @dataclass
@@ -162,11 +165,28 @@ class LoopbackServer:
             headers["Content-Length"] = str(len(body))
         headers["Connection"] = "close"
         try:
-            h.send_response(status)
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.end_headers()
+            if reply.header_drip:
+                head = f"HTTP/1.1 {status} {h.responses.get(status, ('',))[0]}\r\n" + "".join(
+                    f"{k}: {v}\r\n" for k, v in headers.items()
+                )
+                for byte in (head + "\r\n").encode():
+                    time.sleep(reply.header_drip)
+                    h.wfile.write(bytes([byte]))
+                    h.wfile.flush()
+                h.close_connection = True
+            else:
+                h.send_response(status)
+                for k, v in headers.items():
+                    h.send_header(k, v)
+                h.end_headers()
             if req.method == "HEAD":
+                return
+            if reply.drip:
+                for byte in body[: reply.send_bytes]:
+                    time.sleep(reply.drip)
+                    h.wfile.write(bytes([byte]))
+                    h.wfile.flush()
+                h.close_connection = True
                 return
             if reply.send_bytes is None:
                 h.wfile.write(body)

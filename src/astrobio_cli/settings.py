@@ -14,7 +14,8 @@ Example file::
 
     [sources.nasa-exoplanet]
     base_url = "https://exoplanetarchive.ipac.caltech.edu"
-    timeout = 60
+    timeout = 60        # connect + response headers per attempt, and the longest silence
+    deadline = 900      # one request in all, retries and waits included
     rate_limit = 2      # requests per second
 
 Environment: `ASTROBIO_THREADS=8`, `ASTROBIO_ATTENTION__BACKEND=sdpa`,
@@ -73,7 +74,22 @@ class SourceSettings(BaseModel):
 
     base_url: str | None = Field(None, description="override the service's base URL")
     api_key: SecretStr | None = Field(None, description="secret; never printed or logged")
-    timeout: PositiveFloat = Field(30.0, description="seconds for connect and each read")
+    timeout: PositiveFloat = Field(
+        30.0,
+        description="seconds one attempt may take to connect and get the response headers, "
+        "and the longest silence while a body streams",
+    )
+    deadline: PositiveFloat = Field(
+        900.0,
+        description="seconds one request may take in all: every attempt, retry wait and the "
+        "whole body",
+    )
+    command_deadline: PositiveFloat = Field(
+        3600.0, description="seconds one command may spend on this source's requests in all"
+    )
+    max_bytes: PositiveInt = Field(
+        2 << 30, description="largest response body accepted, in bytes (default 2 GiB)"
+    )
     rate_limit: PositiveFloat | None = Field(None, description="requests per second")
     retries: int = Field(5, ge=0, le=20, description="retries on connection errors, 429 and 5xx")
     backoff: PositiveFloat = Field(

@@ -32,17 +32,36 @@ def _console():
     return Console(soft_wrap=True, highlight=False)
 
 
+def _print_partials(console, partials, escape) -> None:
+    if not partials:
+        return
+    total = sum(p.bytes for p in partials)
+    n = len(partials)
+    console.print(
+        f"{n} partial download{'s' if n != 1 else ''}, {total} bytes "
+        "(a running download, or left by one that was killed or interrupted; the next fetch of "
+        "the same request resumes a valid one, `astrobio cache clean --partial` removes them):"
+    )
+    for p in partials:
+        state = "running" if p.live else "left over"
+        console.print(f"  {p.bytes:>10}  {state:<9}  {escape(str(p.path))}")
+
+
 def cache_list(source: SourceOpt = None) -> None:
-    """List cached downloads: source, key, size, age, state and the request."""
+    """List cached downloads: source, key, size, age, state and the request; then any partial
+    downloads."""
     from rich.markup import escape
 
     from astrobio_cli.net.cache import human_age
 
     cache = _cache()
     entries = list(cache.entries(source))
+    partials = cache.partials(source)
     console = _console()
     if not entries:
-        console.print(f"the cache at {escape(str(cache.root))} is empty")
+        empty = "has no entries" if partials else "is empty"
+        console.print(f"the cache at {escape(str(cache.root))} {empty}")
+        _print_partials(console, partials, escape)
         return
     # Plain aligned lines, not a rich table: keys and paths stay whole and greppable.
     console.print(f"cache: {escape(str(cache.root))}")
@@ -50,7 +69,8 @@ def cache_list(source: SourceOpt = None) -> None:
     console.print(f"[bold]{header}[/]")
     for e in entries:
         req = e.record.get("request", {})
-        what = str(req.get("query") or e.record.get("url", ""))
+        req = req if isinstance(req, dict) else {}
+        what = str(req.get("query") or e.record.get("url", "") or e.broken or "")
         what = what if len(what) <= 70 else what[:67] + "..."
         state = "[red]corrupt[/] " if e.corrupt else "ok      "
         console.print(
@@ -59,10 +79,12 @@ def cache_list(source: SourceOpt = None) -> None:
         )
     total = sum(e.bytes for e in entries)
     console.print(f"{len(entries)} entries, {total} bytes")
+    _print_partials(console, partials, escape)
 
 
 def cache_verify(source: SourceOpt = None) -> None:
-    """Recompute every checksum; mark mismatches corrupt (they are fetched again on next use).
+    """Recompute every checksum and check every record; mark problems corrupt (those entries
+    are downloaded again on next use).
 
     Exits 1 when a corrupt entry was found.
     """
@@ -91,12 +113,33 @@ def cache_clean(
     older_than: Annotated[
         float | None, typer.Option(help="Only entries older than this many days.", min=0)
     ] = None,
+    partial: Annotated[
+        bool,
+        typer.Option(
+            "--partial", help="Only partial downloads left by killed or interrupted downloads."
+        ),
+    ] = False,
 ) -> None:
-    """Remove cached downloads (all, or those selected by the options)."""
-    removed = _cache().clean(
+    """Remove cached downloads (all, or those selected by the options). Without options, also
+    the partial downloads of processes that are gone."""
+    if partial and (corrupt or older_than is not None):
+        from astrobio_cli.errors import UsageError
+
+        raise UsageError("--partial cannot be combined with --corrupt or --older-than")
+    cache = _cache()
+    removed = cache.clean(
         source,
         corrupt_only=corrupt,
         older_than_s=older_than * 86400 if older_than is not None else None,
+        partial_only=partial,
     )
+    parts = cache.removed_partials
+    n = len(parts)
+    said = f"{n} partial download{'s' if n != 1 else ''} ({sum(p.bytes for p in parts)} bytes)"
+    if partial:
+        _console().print(f"removed {said}")
+        return
     total = sum(e.bytes for e in removed)
-    _console().print(f"removed {len(removed)} entries ({total} bytes)")
+    _console().print(
+        f"removed {len(removed)} entries ({total} bytes)" + (f" and {said}" if n else "")
+    )

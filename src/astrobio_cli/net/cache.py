@@ -7,8 +7,15 @@ Layout under `settings.cache_dir`::
 
 The key is the sha256 of the source name and the request (method, URL and sorted parameters,
 the query's whitespace collapsed by the caller, secrets left out), so the same question asked
-twice is a hit that needs no network. `verify` recomputes every checksum and marks a mismatch
-`corrupt`; a corrupt entry is a miss, so it is fetched again on next use.
+twice is a hit that needs no network. A hit is checked first (size and sha256 as recorded); a body
+that fails, a record that cannot be read, or a body without a record is a miss, fetched again
+(and a failing server is then reported with the cached copy named corrupt, not offered for use).
+`verify` recomputes every checksum, reports unreadable records and orphan bodies, and marks each
+problem `corrupt` in a valid record.
+
+Partial downloads (`.<name>.<pid>.<rand>.part` of a transfer in progress or killed,
+`.<name>.resume` kept for a resume) are listed by :meth:`Cache.partials` and removed by
+:meth:`Cache.clean` (those of running processes are left alone).
 """
 
 from __future__ import annotations
@@ -51,10 +58,17 @@ class CacheEntry:
     key: str
     body: Path
     record: dict[str, Any]
+    broken: str | None = None  # why the `.json` record could not be used (then `record` is a stub)
 
     @property
     def created(self) -> dt.datetime:
-        return dt.datetime.fromisoformat(self.record["created"])
+        try:
+            return dt.datetime.fromisoformat(self.record["created"])
+        except (KeyError, TypeError, ValueError):
+            try:
+                return dt.datetime.fromtimestamp(self.body.stat().st_mtime, dt.UTC)
+            except OSError:
+                return _now()
 
     @property
     def age_s(self) -> float:
@@ -70,12 +84,24 @@ class CacheEntry:
 
     @property
     def bytes(self) -> int:
-        return int(self.record.get("bytes", 0))
+        try:
+            return int(self.record.get("bytes", 0))
+        except (TypeError, ValueError):
+            return 0
 
     def describe(self) -> str:
         """`cached copy from 2026-11-22 10:31 UTC (3 h old) at PATH`."""
         when = self.created.strftime("%Y-%m-%d %H:%M UTC")
         return f"cached copy from {when} ({human_age(self.age_s)} old) at {self.body}"
+
+
+@dataclass
+class Partial:
+    """A partial download in the cache: a transfer in progress or killed, or kept for a resume."""
+
+    path: Path
+    bytes: int
+    live: bool  # its process is still running
 
 
 @dataclass
@@ -107,25 +133,67 @@ class Cache:
         return d / f"{key}.body", d / f"{key}.json"
 
     def entry(self, source: str, key: str) -> CacheEntry | None:
-        """The entry for `key`, corrupt or not, or None."""
+        """The entry for `key`, corrupt or not, or None. A record that cannot be read (or a body
+        without one) gives an entry marked corrupt, with `broken` saying why."""
         body, meta = self._paths(source, key)
         try:
-            record = json.loads(meta.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-            return None
+            raw = meta.read_bytes()
+        except FileNotFoundError:
+            if not body.exists():
+                return None
+            return self._broken(source, key, body, "its .json record is missing")
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            why = "empty" if not raw.strip() else f"not JSON ({type(exc).__name__})"
+            return self._broken(source, key, body, f"its .json record is unreadable: {why}")
+        if not isinstance(record, dict):
+            return self._broken(source, key, body, "its .json record is not a JSON object")
         return CacheEntry(source, key, body, record)
 
-    def lookup(self, source: str, key: str) -> CacheEntry | None:
-        """A usable entry: present, not marked corrupt, and the body has the recorded size."""
-        e = self.entry(source, key)
-        if e is None or e.corrupt:
-            return None
+    def _broken(self, source: str, key: str, body: Path, why: str) -> CacheEntry:
         try:
-            if e.body.stat().st_size != e.bytes:
-                return None
+            size = body.stat().st_size
+        except OSError:
+            size = 0
+        record = {"source": source, "key": key, "bytes": size, "sha256": "", "corrupt": why}
+        return CacheEntry(source, key, body, record, broken=why)
+
+    def problem(self, e: CacheEntry, *, checksum: bool = True) -> str | None:
+        """Why entry `e` cannot be used (None when its body matches its record)."""
+        if e.broken:
+            return e.broken
+        if e.corrupt:
+            return e.corrupt
+        try:
+            size = e.body.stat().st_size
         except FileNotFoundError:
+            return "body file is missing"
+        if size != e.bytes:
+            return f"{size} bytes, recorded {e.bytes}"
+        if checksum and e.sha256:
+            digest = sha256_file(e.body)
+            if digest != e.sha256:
+                return f"sha256 {digest[:12]}... != recorded {e.sha256[:12]}..."
+        return None
+
+    def lookup(self, source: str, key: str) -> CacheEntry | None:
+        """A usable entry: present, not marked corrupt, and the body has the recorded size and
+        sha256 (an unmarked mismatch is marked corrupt now)."""
+        e = self.entry(source, key)
+        if e is None:
             return None
-        return e
+        problem = self.problem(e)
+        if problem is None:
+            return e
+        if not e.broken and not e.corrupt and e.body.exists():
+            self._mark(e, problem)
+        return None
+
+    def _mark(self, e: CacheEntry, problem: str | None) -> None:
+        e.record["corrupt"] = problem
+        e.record["verified"] = _now().isoformat(timespec="seconds")
+        atomic_write_json(self._paths(e.source, e.key)[1], e.record)
 
     def fetch(
         self,
@@ -154,8 +222,12 @@ class Cache:
         except NetworkError as exc:
             if old is None or not old.body.exists():
                 raise
-            if old.corrupt:
-                hint = f"the cached copy at {old.body} is corrupt ({old.corrupt})"
+            problem = self.problem(old)
+            if problem:
+                hint = (
+                    f"the cached copy at {old.body} is corrupt ({problem}) and cannot stand in; "
+                    "it is replaced once the server answers"
+                )
             else:
                 hint = f"a {old.describe()} exists (run without --refresh to use it)"
             raise type(exc)(f"{exc}; {hint}") from None
@@ -179,35 +251,58 @@ class Cache:
     # -- maintenance ---------------------------------------------------------------------------
 
     def entries(self, source: str | None = None) -> Iterator[CacheEntry]:
+        """Every entry, those with an unreadable record or a body without one included."""
         if not self.root.is_dir():
             return
         dirs = [self.root / source] if source else sorted(p for p in self.root.iterdir())
         for d in dirs:
             if not d.is_dir():
                 continue
-            for meta in sorted(d.glob("*.json")):
-                e = self.entry(d.name, meta.stem)
+            keys = {p.stem for p in d.glob("*.json") if not p.name.startswith(".")}
+            keys |= {p.stem for p in d.glob("*.body") if not p.name.startswith(".")}
+            for key in sorted(keys):
+                e = self.entry(d.name, key)
                 if e is not None:
                     yield e
 
+    def partials(self, source: str | None = None) -> list[Partial]:
+        """Partial downloads: `.part` files (with their `.part.json`) and kept `.resume` files."""
+        from astrobio_cli.net.download import process_alive
+
+        if not self.root.is_dir():
+            return []
+        out = []
+        for pattern in (".*.part", ".*.resume"):
+            for p in sorted(self.root.glob(f"{source or '*'}/{pattern}")):
+                try:
+                    size = p.stat().st_size
+                except FileNotFoundError:
+                    continue
+                pid = None
+                if p.name.endswith(".part"):
+                    fields = p.name[: -len(".part")].split(".")
+                    pid = next((int(f) for f in reversed(fields[:-1]) if f.isdigit()), None)
+                out.append(Partial(p, size, pid is not None and process_alive(pid)))
+        return out
+
     def verify(self, source: str | None = None) -> list[tuple[CacheEntry, str | None]]:
-        """Recompute every checksum; mark mismatches corrupt. Returns (entry, problem or None)."""
+        """Recompute every checksum; mark problems corrupt (an unreadable record is rewritten as
+        a valid one that says so). Returns (entry, problem or None)."""
         out = []
         for e in self.entries(source):
-            problem = None
-            if not e.body.exists():
-                problem = "body file is missing"
-            else:
-                digest = sha256_file(e.body)
-                size = e.body.stat().st_size
-                if digest != e.sha256:
-                    problem = f"sha256 {digest[:12]}... != recorded {e.sha256[:12]}..."
-                    if size != e.bytes:
-                        problem += f" ({size} bytes, recorded {e.bytes})"
+            problem = e.broken
+            if problem is None:
+                if not e.body.exists():
+                    problem = "body file is missing"
+                else:
+                    digest = sha256_file(e.body)
+                    size = e.body.stat().st_size
+                    if digest != e.sha256:
+                        problem = f"sha256 {digest[:12]}... != recorded {e.sha256[:12]}..."
+                        if size != e.bytes:
+                            problem += f" ({size} bytes, recorded {e.bytes})"
             if problem:
-                e.record["corrupt"] = problem
-                e.record["verified"] = _now().isoformat(timespec="seconds")
-                atomic_write_json(self._paths(e.source, e.key)[1], e.record)
+                self._mark(e, problem)
             elif e.corrupt:  # healed (e.g. restored by hand)
                 e.record["corrupt"] = None
                 atomic_write_json(self._paths(e.source, e.key)[1], e.record)
@@ -220,10 +315,13 @@ class Cache:
         *,
         corrupt_only: bool = False,
         older_than_s: float | None = None,
+        partial_only: bool = False,
     ) -> list[CacheEntry]:
-        """Remove entries (all, or only corrupt ones, or those older than a bound)."""
+        """Remove entries (all, or only corrupt ones, or those older than a bound). With no
+        filter, or `partial_only` (then no entry), also the partial downloads of processes that
+        are gone; :attr:`removed_partials` lists those."""
         removed = []
-        for e in list(self.entries(source)):
+        for e in [] if partial_only else list(self.entries(source)):
             if corrupt_only and not e.corrupt:
                 continue
             if older_than_s is not None and e.age_s < older_than_s:
@@ -232,10 +330,14 @@ class Cache:
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
             removed.append(e)
+        self.removed_partials: list[Partial] = []
         # stray temporary files of a killed process, and partials kept for a resume
-        if not corrupt_only and older_than_s is None and self.root.is_dir():
-            for pattern in (".*.part", ".*.resume", ".*.resume.json"):
-                for part in self.root.glob(f"{source or '*'}/{pattern}"):
+        if partial_only or (not corrupt_only and older_than_s is None):
+            for part in self.partials(source):
+                if part.live:
+                    continue
+                for p in (part.path, part.path.with_name(part.path.name + ".json")):
                     with contextlib.suppress(FileNotFoundError):
-                        part.unlink()
+                        p.unlink()
+                self.removed_partials.append(part)
         return removed

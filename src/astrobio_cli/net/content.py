@@ -6,7 +6,12 @@
   with NaN for blanks, string), checks the header against the requested columns and names the
   line of any row that does not parse. A header with no rows is a valid empty table.
 
-Pure Python, no third-party imports: cheap to import and easy to test.
+Small bodies are parsed in pure Python (no third-party imports: cheap to import). A body of
+`ARROW_MIN_BYTES` or more is parsed by pyarrow's CSV reader into typed Arrow columns with the
+same rules (kinds, blanks, quoting, header check), so memory stays a small multiple of the output
+table instead of a Python object per cell; :func:`parse_delimited_file` streams a file from disk
+the same way. Anything the fast path is unsure of (a quoted delimiter, a bad row, an unusual
+line break) is parsed again by the pure-Python parser, which names the line.
 """
 
 from __future__ import annotations
@@ -95,6 +100,32 @@ class Column:
     unit: str = ""
     description: str = ""
 
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class ArrowColumn(Column):
+    """A column whose values live in an Arrow (chunked) array: float blanks are NaN, int and
+    string blanks null. `values` converts to Python lists only when asked."""
+
+    def __init__(self, name: str, kind: Kind, array: Any, unit: str = "", description: str = ""):
+        self.name, self.kind, self.array = name, kind, array
+        self.unit, self.description = unit, description
+        self._values: list[Any] | None = None
+
+    @property  # type: ignore[override]
+    def values(self) -> list[Any]:
+        if self._values is None:
+            self._values = self.array.to_pylist()
+        return self._values
+
+    @values.setter
+    def values(self, values: list[Any]) -> None:
+        self._values, self.array = values, None
+
+    def __len__(self) -> int:
+        return len(self.array) if self.array is not None else len(self.values)
+
 
 @dataclass
 class Table:
@@ -106,7 +137,7 @@ class Table:
 
     @property
     def num_rows(self) -> int:
-        return len(self.columns[0].values) if self.columns else 0
+        return len(self.columns[0]) if self.columns else 0
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -203,6 +234,32 @@ def parse_delimited(
     if text.startswith("\ufeff"):
         text = text[1:]
     check_body(text[:65536].encode(), what=what)
+    if len(text) >= ARROW_MIN_BYTES and not _ODD_BREAKS.search(text):
+        found = _find_header(text)
+        if found is not None:
+            header_line, start = found
+            skip = len(text[:start].encode("utf-8"))  # one copy of the body, not two
+
+            table = _parse_arrow(
+                lambda: _buffer_reader(text.encode("utf-8"), skip),
+                header_line,
+                delimiter=delimiter,
+                expected_columns=expected_columns,
+                kinds=kinds,
+                what=what,
+            )
+            if table is not None:
+                return table
+    return _parse_python(text, delimiter, expected_columns, kinds, what)
+
+
+def _parse_python(
+    text: str,
+    delimiter: str,
+    expected_columns: list[str] | None,
+    kinds: dict[str, Kind] | None,
+    what: str,
+) -> Table:
     lines = text.splitlines()
     splitter = _split_tsv_line if delimiter == "\t" else _split_csv_line
     idx = 0
@@ -251,3 +308,236 @@ def parse_delimited(
                 ) from None
         table.columns.append(Column(name, kind, values))
     return table
+
+
+# -- the Arrow fast path -----------------------------------------------------------------------
+
+ARROW_MIN_BYTES = 1 << 20  # smaller bodies: pure Python (no pyarrow import, same answer)
+# line breaks of str.splitlines() that the CSV reader does not split on: leave those to Python
+_ODD_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_ODD_BREAK_BYTES = re.compile(rb"[\x0b\x0c\x1c\x1d\x1e]|\xc2\x85|\xe2\x80[\xa8\xa9]")
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_QUOTED = r'^"(?:[^"]|"")*"$'
+
+
+class _Unsure(Exception):
+    """The fast path cannot be sure it gives the pure-Python parser's answer."""
+
+
+def _find_header(text: str) -> tuple[str, int] | None:
+    """(header line, offset of the line after it), skipping `#` comments and blank lines."""
+    pos = 0
+    while pos < len(text):
+        m = _LINE_END.search(text, pos)
+        end, nxt = (m.start(), m.end()) if m else (len(text), len(text))
+        line = text[pos:end]
+        if not (line.startswith("#") or not line.strip()):
+            return line, nxt
+        pos = nxt
+    return None
+
+
+def _buffer_reader(data: bytes, skip: int = 0):
+    import pyarrow as pa
+
+    return pa.BufferReader(pa.py_buffer(data).slice(skip))
+
+
+def _header_names(header_line: str, delimiter: str, expected, what: str) -> list[str]:
+    splitter = _split_tsv_line if delimiter == "\t" else _split_csv_line
+    header = [t.strip() for t, _ in splitter(header_line, delimiter, 0)]
+    if expected is not None and [h.lower() for h in header] != [c.lower() for c in expected]:
+        raise _Unsure  # the Python parser words it, with the line number
+    if len(set(header)) != len(header):
+        raise _Unsure
+    return header
+
+
+def _parse_arrow(open_stream, header_line: str, *, delimiter, expected_columns, kinds, what):
+    """The table from the body after the header line (`open_stream()` gives a fresh pyarrow
+    input stream), or None when the pure-Python parser must decide."""
+    try:
+        header = _header_names(header_line, delimiter, expected_columns, what)
+        raw = _read_strings(open_stream, len(header), delimiter)
+        cols = [raw.column(i) for i in range(raw.num_columns)]
+        del raw
+        kinds = {k.lower(): v for k, v in (kinds or {}).items()}
+        table = Table()
+        for i, name in enumerate(header):
+            col, cols[i] = cols[i], None  # each column's text is freed once it is typed
+            table.columns.append(_typed_column(name, col, kinds.get(name.lower()), delimiter))
+            del col
+        return table
+    except _Unsure:
+        return None
+
+
+def _read_strings(open_stream, ncol: int, delimiter: str):
+    """Every field as its exact text (quotes kept), one string column per header field."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = [f"c{i}" for i in range(ncol)]
+    try:
+        with open_stream() as stream:
+            table = pacsv.read_csv(
+                stream,
+                read_options=pacsv.ReadOptions(column_names=names, block_size=4 << 20),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delimiter,
+                    quote_char=False,
+                    double_quote=False,
+                    escape_char=False,
+                    newlines_in_values=False,
+                    ignore_empty_lines=True,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                    check_utf8=True,
+                ),
+            )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        raise _Unsure from None  # a row with another field count, bad UTF-8, an empty body
+    if table.num_rows and (ncol == 1 or delimiter == "\t"):
+        # Python skips whitespace-only lines (a tab is whitespace too); so must we
+        import pyarrow.compute as pc
+
+        blank = None
+        for i in range(ncol):
+            col = table.column(i)
+            empty = pc.equal(pc.utf8_trim_whitespace(col), "")
+            blank = empty if blank is None else pc.and_(blank, empty)
+        if ncol == 1 and delimiter != "\t":
+            blank = pc.and_(blank, pc.not_equal(table.column(0), ""))
+        if pc.any(blank).as_py():
+            table = table.filter(pc.invert(blank))
+    return table
+
+
+def _typed_column(name: str, col, forced: Kind | None, delimiter: str) -> ArrowColumn:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    quoted = None
+    if delimiter != "\t" and len(col) and pc.any(pc.starts_with(col, '"')).as_py():
+        quoted = pc.starts_with(col, '"')
+        well_formed = pc.match_substring_regex(col, _QUOTED)
+        if pc.any(pc.and_(quoted, pc.invert(well_formed))).as_py():
+            raise _Unsure  # an unterminated quote, text after a closing quote...
+        inner = pc.replace_substring(pc.utf8_slice_codeunits(col, 1, -1), '""', '"')
+        col = pc.if_else(quoted, inner, col)
+    stripped = pc.utf8_trim_whitespace(col)
+    filled = pc.not_equal(stripped, "")
+    kind: Kind
+    if forced is not None:
+        kind = forced
+    elif quoted is not None and pc.any(pc.and_(quoted, filled)).as_py():
+        kind = "string"
+    else:
+        kind = _infer_arrow(stripped, filled)
+    if kind == "string":
+        return ArrowColumn(
+            name, kind, pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+        )
+    if quoted is not None and pc.any(quoted).as_py():
+        raise _Unsure  # a quoted number: the Python parser decides what it means
+    pattern = _INT.pattern if kind == "int" else _FLOAT.pattern
+    flags = "" if kind == "int" else "(?i)"
+    bad = pc.and_(filled, pc.invert(pc.match_substring_regex(stripped, flags + pattern)))
+    if pc.any(bad).as_py():
+        raise _Unsure  # the Python parser names the line and the value
+    target = pa.int64() if kind == "int" else pa.float64()
+    values = pc.if_else(filled, stripped, pa.scalar(None, pa.string()))
+    try:
+        typed = pc.cast(values, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise _Unsure from None  # e.g. an integer beyond int64, a spelling Arrow does not read
+    if kind == "float":
+        typed = pc.fill_null(typed, math.nan)
+    return ArrowColumn(name, kind, typed)
+
+
+def _infer_arrow(stripped, filled) -> Kind:
+    import pyarrow.compute as pc
+
+    values = pc.filter(stripped, filled)
+    if not len(values):
+        return "string"
+    is_int = pc.match_substring_regex(values, _INT.pattern)
+    short = pc.less_equal(pc.utf8_length(pc.utf8_ltrim(values, characters="+-")), 18)
+    if pc.all(pc.and_(is_int, short)).as_py():
+        return "int"
+    if pc.all(pc.match_substring_regex(values, "(?i)" + _FLOAT.pattern)).as_py():
+        return "float"
+    return "string"
+
+
+def parse_delimited_file(
+    path: Any,
+    *,
+    delimiter: str = ",",
+    expected_columns: list[str] | None = None,
+    kinds: dict[str, Kind] | None = None,
+    what: str = "the response",
+) -> Table:
+    """:func:`parse_delimited` of a file, streamed from disk (the body is never one bytes or
+    str object in memory, unless the pure-Python parser has to decide)."""
+    import os
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+        bom = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+        check_body(head[bom:], what=what)
+        if size >= ARROW_MIN_BYTES and not _file_has_odd_breaks(fh):
+            fh.seek(bom)
+            header_line, start = None, bom
+            while line := fh.readline():
+                start += len(line)
+                try:
+                    text = line.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError:
+                    break
+                if not (text.startswith("#") or not text.strip()):
+                    header_line = text
+                    break
+            if header_line is not None and "\r" not in header_line:
+
+                def open_stream():
+                    import pyarrow as pa
+
+                    f = pa.OSFile(str(path), "rb")
+                    f.seek(start)
+                    return f
+
+                table = _parse_arrow(
+                    open_stream,
+                    header_line,
+                    delimiter=delimiter,
+                    expected_columns=expected_columns,
+                    kinds=kinds,
+                    what=what,
+                )
+                if table is not None:
+                    return table
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContentError(f"{what} sent a body that is not UTF-8 text: {exc}") from None
+    del raw
+    return parse_delimited(text, delimiter=delimiter, expected_columns=expected_columns,
+                           kinds=kinds, what=what)  # fmt: skip
+
+
+def _file_has_odd_breaks(fh) -> bool:
+    fh.seek(0)
+    tail = b""
+    while block := fh.read(4 << 20):
+        if _ODD_BREAK_BYTES.search(tail + block):
+            return True
+        tail = block[-2:]
+    return False

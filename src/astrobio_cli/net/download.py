@@ -11,6 +11,16 @@ temporary file outlives the call, with one deliberate exception: a large transfe
 Last-Modified) that finally fails, or is interrupted with Ctrl-C, leaves `.<name>.resume` (+ `.json`)
 beside the destination, and the next download of the same URL to the same place continues it with
 `Range` + `If-Range` (the server sends everything again if the file changed meanwhile).
+
+A process killed mid-transfer (SIGKILL, power loss) cannot clean up: its `.<name>.<pid>.<rand>.part`
+stays, with `.part.json` beside it (URL + validator, written as soon as the server has shown it
+accepts ranges and named a strong validator). The next download to the same place takes over such a
+file when its process is gone and its record matches the URL, and resumes it the same way; a stale
+partial it cannot use is deleted. `astrobio cache list` shows partials, `cache clean --partial`
+removes them.
+
+Limits: the body may not exceed the client's `max_bytes` (announced or counted; a DownloadError,
+not retried), and the transfer ends by the request's deadline (see :class:`HttpClient`).
 """
 
 from __future__ import annotations
@@ -111,8 +121,13 @@ def download(
     st: dict[str, Any] = {"received": 0, "sha": hashlib.sha256(), "validator": None, "resumed": 0}
     st["ranges"] = False
     partial, partial_meta = _partial_paths(dest)
+    tmp_meta = tmp.with_name(tmp.name + ".json")
     if resume and keep_partial_over is not None:
         _claim_partial(partial, partial_meta, tmp, shown, st)
+    if resume and keep_partial_over is not None and not st["received"]:
+        _claim_orphan(dest, tmp, shown, st)
+    else:
+        _remove_orphans(dest)
     bar = _progress_bar(progress, f"{client.source}")
 
     def restart() -> None:
@@ -162,11 +177,16 @@ def download(
                 offset = 0
             elif r.status_code == 206:
                 raise DownloadError(f"{what}: the server sent 206 Partial Content unasked")
+            if total is not None:
+                client.check_size(what, total, announced=True)
             validator = r.headers.get("etag") or r.headers.get("last-modified")
             if validator and not validator.startswith("W/"):  # If-Range needs a strong one
                 st["validator"] = validator
             elif not offset:
                 st["validator"] = None
+            if resume and keep_partial_over is not None and st["ranges"] and st["validator"]:
+                # a record for the next run, should this process be killed mid-transfer
+                atomic_write_json(tmp_meta, {"url": shown, "validator": st["validator"]})
             task = None
             if bar is not None:
                 bar.start()
@@ -178,6 +198,8 @@ def download(
                         fh.write(chunk)
                         st["sha"].update(chunk)
                         st["received"] += len(chunk)
+                        client.check_size(what, st["received"], announced=False)
+                        client.check_deadline(what, f"{st['received']} bytes had arrived")
                         if task is not None:
                             bar.update(task, completed=st["received"])
                 except httpx.TransportError as exc:
@@ -226,8 +248,9 @@ def download(
             _keep_partial(tmp, partial, partial_meta, shown, st)
         raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for p in (tmp, tmp_meta):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
     result.sha256 = digest
     return result
 
@@ -278,3 +301,86 @@ def _claim_partial(partial: Path, meta: Path, tmp: Path, url: str, st: dict[str,
 def _keep_partial(tmp: Path, partial: Path, meta: Path, url: str, st: dict[str, Any]) -> None:
     atomic_write_json(meta, {"url": url, "validator": st["validator"], "bytes": st["received"]})
     os.replace(tmp, partial)
+
+
+def _pid_of(part: Path, dest: Path) -> int | None:
+    """The process id in `.<name>.<pid>.<rand>.part` (None when the name has none)."""
+    middle = part.name[len(dest.name) + 2 : -len(".part")]
+    pid = middle.split(".")[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether process `pid` exists (a partial of a live process is someone's running download)."""
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _orphans(dest: Path) -> list[Path]:
+    """Partials of `dest` left by processes that are gone, largest first."""
+    found = []
+    for part in dest.parent.glob(f".{glob_escape(dest.name)}.*.part"):
+        if not process_alive(_pid_of(part, dest)):
+            with contextlib.suppress(FileNotFoundError):
+                found.append((part.stat().st_size, part))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
+
+
+def _remove_orphans(dest: Path, keep: Path | None = None) -> None:
+    for part in _orphans(dest):
+        if part == keep:
+            continue
+        for p in (part, part.with_name(part.name + ".json")):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+def _claim_orphan(dest: Path, tmp: Path, url: str, st: dict[str, Any]) -> None:
+    """Take over the partial of a killed download of the same URL (its record names the URL and
+    a strong validator); delete the ones that cannot be used."""
+    import json
+
+    claimed = None
+    for part in _orphans(dest):
+        meta = part.with_name(part.name + ".json")
+        try:
+            record = json.loads(meta.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError, UnicodeDecodeError):
+            continue
+        if not isinstance(record, dict) or record.get("url") != url:
+            continue
+        if not record.get("validator"):
+            continue
+        try:
+            os.replace(part, tmp)  # rename: only one run can take it
+        except FileNotFoundError:
+            continue
+        claimed = record
+        with contextlib.suppress(FileNotFoundError):
+            meta.unlink()
+        break
+    _remove_orphans(dest)
+    if claimed is None:
+        return
+    h = hashlib.sha256()
+    size = 0
+    with open(tmp, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    st.update(received=size, sha=h, validator=claimed["validator"], ranges=True)

@@ -2,7 +2,13 @@
 
 - Retries connection errors, timeouts, 429 and 5xx with exponential backoff and full jitter
   (`backoff * 2**attempt * uniform(0.5, 1.5)`, capped), and honours `Retry-After` (seconds or an
-  HTTP date) when the server sends one.
+  HTTP date) when the server sends one. A wait of a second or more is announced on stderr (what
+  for, how long, until when).
+- Time limits: `timeout` bounds each attempt's connect + response headers and the longest silence
+  while a body streams; `deadline` bounds one request in all (every attempt, wait and byte of the
+  body), `command_deadline` every request of the client (one command) together. A slow drip
+  cannot outlive them (every socket read is clipped to what is left), and a retry wait that would
+  end past them is refused at once, with a message saying when to try again.
 - A per-source rate limit (requests per second), shared by every client of that source in the
   process.
 - User-Agent `astrobio/<version>`.
@@ -14,8 +20,10 @@ Downloads to disk go through :meth:`HttpClient.download` (see :mod:`astrobio_cli
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpcore
 import httpx
 
 from astrobio_cli import __version__
@@ -41,12 +50,13 @@ class RetryPolicy:
     retries: int = 5
     backoff: float = 1.0
     max_backoff: float = 60.0
-    max_retry_after: float = 600.0
+    max_retry_after: float | None = None  # None: the server's wait, bounded by the deadline
 
     def wait(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt `attempt + 1` (attempt counts from 0)."""
         if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
+            wait = max(retry_after, 0.0)
+            return wait if self.max_retry_after is None else min(wait, self.max_retry_after)
         return min(self.backoff * (2**attempt) * random.uniform(0.5, 1.5), self.max_backoff)
 
 
@@ -98,12 +108,104 @@ def limiter_for(source: str, rate: float | None) -> RateLimiter:
         return _LIMITERS.setdefault((source, rate), RateLimiter(rate))
 
 
+class _Limits(threading.local):
+    """The time limits of the request running on this thread (monotonic seconds, or None)."""
+
+    stop: float | None = None  # the request's (and command's) deadline
+    attempt_stop: float | None = None  # connect + headers of the current attempt
+
+
+class _ClippedStream(httpcore.NetworkStream):
+    """A socket whose every read and write waits at most until the current limits."""
+
+    def __init__(self, inner: httpcore.NetworkStream, limits: _Limits) -> None:
+        self._inner, self._limits = inner, limits
+
+    def _clip(self, timeout: float | None, exc: type[Exception]) -> float | None:
+        stops = [t for t in (self._limits.stop, self._limits.attempt_stop) if t is not None]
+        if not stops:
+            return timeout
+        left = min(stops) - time.monotonic()
+        if left <= 0:
+            raise exc("the time limit passed")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._clip(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._clip(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        timeout = self._clip(timeout, httpcore.ConnectTimeout)
+        return _ClippedStream(
+            self._inner.start_tls(ssl_context, server_hostname, timeout), self._limits
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _ClippedBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend, limits: _Limits) -> None:
+        self._inner, self._limits = inner, limits
+
+    def _clip(self, timeout: float | None) -> float | None:
+        return _ClippedStream(None, self._limits)._clip(timeout, httpcore.ConnectTimeout)  # type: ignore[arg-type]
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        stream = self._inner.connect_tcp(
+            host, port, self._clip(timeout), local_address, socket_options
+        )
+        return _ClippedStream(stream, self._limits)
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        stream = self._inner.connect_unix_socket(path, self._clip(timeout), socket_options)
+        return _ClippedStream(stream, self._limits)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _clipped_transport(limits: _Limits) -> httpx.HTTPTransport:
+    """httpx's own transport, its sockets clipped to `limits` (httpx has no total timeout)."""
+    transport = httpx.HTTPTransport()
+    pool = getattr(transport, "_pool", None)
+    inner = getattr(pool, "_network_backend", None)
+    if inner is not None:  # else: the per-chunk checks of `download` still bound the body
+        pool._network_backend = _ClippedBackend(inner, limits)  # type: ignore[union-attr]
+    return transport
+
+
+def _secs(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 or x == int(x) else f"{x:.1f}"
+
+
+def _clock_at(seconds_from_now: float) -> str:
+    fmt = "%H:%M:%S" if seconds_from_now < 12 * 3600 else "%Y-%m-%d %H:%M:%S"
+    return time.strftime(fmt + " %Z", time.localtime(time.time() + seconds_from_now)).strip()
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class Retryable(Exception):
     """One attempt failed in a way worth retrying."""
 
-    def __init__(self, reason: str, retry_after: float | None = None, offline: bool = False):
+    def __init__(
+        self,
+        reason: str,
+        retry_after: float | None = None,
+        offline: bool = False,
+        deadline: bool = False,
+    ):
         super().__init__(reason)
         self.reason, self.retry_after, self.offline = reason, retry_after, offline
+        self.deadline = deadline
 
 
 class HttpClient:
@@ -112,7 +214,13 @@ class HttpClient:
     source: the data source's name (for the rate limiter and messages).
     base_url: joined to relative URLs.
     api_key, api_key_param / api_key_header: where the key goes; it is redacted everywhere.
+    timeout: seconds an attempt may take to connect and get the response headers; also the
+        longest silence while a body streams.
+    deadline: seconds one request may take in all (attempts, waits, body); None: no limit.
+    command_deadline: seconds all requests of this client may take together; None: no limit.
+    max_bytes: the largest response body accepted (None: no limit).
     sleep: injectable (tests record waits instead of sleeping).
+    notify: where a long wait is announced (default: a line on stderr).
     """
 
     def __init__(
@@ -128,10 +236,20 @@ class HttpClient:
         api_key_header: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        deadline: float | None = 900.0,
+        command_deadline: float | None = None,
+        max_bytes: int | None = None,
+        notify: Callable[[str], None] | None = _stderr,
     ) -> None:
         self.source = source
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.deadline = deadline
+        self.command_deadline = command_deadline
+        self.max_bytes = max_bytes
+        self.notify = notify
+        self._born = time.monotonic()
+        self._limits = _Limits()
         self.retry = retry or RetryPolicy()
         self.limiter = limiter_for(source, rate_limit)
         self.api_key = api_key or None
@@ -145,7 +263,7 @@ class HttpClient:
             timeout=httpx.Timeout(timeout),
             headers=headers,
             follow_redirects=True,
-            transport=transport,
+            transport=transport if transport is not None else _clipped_transport(self._limits),
         )
 
     @classmethod
@@ -156,6 +274,9 @@ class HttpClient:
         s = get_settings().source(source)
         key = s.api_key.get_secret_value() if s.api_key is not None else None
         kwargs.setdefault("retry", RetryPolicy(retries=s.retries, backoff=s.backoff))
+        kwargs.setdefault("deadline", s.deadline)
+        kwargs.setdefault("command_deadline", s.command_deadline)
+        kwargs.setdefault("max_bytes", s.max_bytes)
         return cls(
             source,
             base_url=s.base_url or default_base_url,
@@ -223,13 +344,69 @@ class HttpClient:
 
     # -- the retry loop ----------------------------------------------------------------------
 
+    def setting(self, name: str) -> str:
+        """How a user names this source's setting `name` (for messages)."""
+        return f"setting sources.{self.source}.{name}"
+
+    def _stop(self, start: float) -> tuple[float | None, str, float | None]:
+        """(monotonic stop, which limit, its length) for a request starting at `start`."""
+        limits = []
+        if self.deadline is not None:
+            limits.append((start + self.deadline, "deadline", self.deadline))
+        if self.command_deadline is not None:
+            limits.append(
+                (self._born + self.command_deadline, "command_deadline", self.command_deadline)
+            )
+        if not limits:
+            return None, "", None
+        return min(limits)
+
+    def _past(self, what: str, start: float, which: str, limit: float, why: str) -> NetworkError:
+        label = "request deadline" if which == "deadline" else "command deadline"
+        took = time.monotonic() - start
+        return NetworkError(
+            self.redact(
+                f"{what}: gave up after {_secs(took)} s: the {label} of {limit:g} s passed "
+                f"({why}; host {self.host}); try again later, or raise {self.setting(which)}"
+            )
+        )
+
+    def check_deadline(self, what: str, why: str = "") -> None:
+        """Raise the deadline error when the running request's limit has passed (the body
+        loop of :mod:`download` calls it between chunks)."""
+        stop = self._limits.stop
+        if stop is not None and time.monotonic() >= stop:
+            raise Retryable(why or "the deadline passed", deadline=True)
+
     def with_retries(self, what: str, attempt_fn: Callable[[int], Any]) -> Any:
         """Call `attempt_fn(attempt)` until it returns; it raises `Retryable` (via
-        :meth:`check_status`) or an httpx transport error to ask for another attempt."""
+        :meth:`check_status`) or an httpx transport error to ask for another attempt.
+
+        Every attempt, wait and socket read ends by the request's deadline (and the client's
+        command deadline); a wait that would end past it is refused at once."""
+        start = time.monotonic()
+        stop, which, limit = self._stop(start)
+        outer = self._limits.stop
+        if stop is not None and outer is not None:
+            stop = min(stop, outer)
+        self._limits.stop = stop
+        try:
+            return self._retry_loop(what, attempt_fn, start, stop, which, limit)
+        finally:
+            self._limits.stop = outer
+
+    def _retry_loop(self, what, attempt_fn, start, stop, which, limit) -> Any:
         last: Retryable | None = None
-        for attempt in range(self.retry.retries + 1):
+        tries = self.retry.retries + 1
+        for attempt in range(tries):
             if attempt:
-                self.sleep(self.retry.wait(attempt - 1, last.retry_after if last else None))
+                assert last is not None
+                wait = self.retry.wait(attempt - 1, last.retry_after)
+                self._before_wait(what, last, wait, attempt, start, stop, which, limit)
+                self.sleep(wait)
+            if stop is not None and time.monotonic() >= stop:
+                why = last.reason if last else "before the first attempt"
+                raise self._past(what, start, which, limit, why)
             self.limiter.acquire()
             try:
                 return attempt_fn(attempt)
@@ -250,21 +427,55 @@ class HttpClient:
                 last = Retryable(f"cannot connect: {exc}", offline=True)
             except httpx.TransportError as exc:
                 last = Retryable(f"connection broke: {exc or type(exc).__name__}")
+            finally:
+                self._limits.attempt_stop = None
+            if stop is not None and time.monotonic() >= stop:
+                cut = last.deadline or last.reason.startswith("timed out")
+                why = f"attempt {attempt + 1} was still running" if cut else last.reason
+                raise self._past(what, start, which, limit, why)
         assert last is not None
-        tries = self.retry.retries + 1
         msg = self.redact(
             f"{what}: {last.reason} (host {self.host}, {tries} attempt{'s' if tries > 1 else ''})"
         )
         raise (OfflineError if last.offline else NetworkError)(msg)
+
+    def _before_wait(self, what, last, wait, attempt, start, stop, which, limit) -> None:
+        """Refuse a wait that ends past the deadline; announce one of a second or more."""
+        told = last.retry_after is not None
+        why = f"{_secs(wait)} s (Retry-After)" if told else f"{_secs(wait)} s (backoff)"
+        if stop is not None and time.monotonic() + wait > stop:
+            label = "request deadline" if which == "deadline" else "command deadline"
+            ask = "the server asks to wait" if told else "the next retry would wait"
+            raise NetworkError(
+                self.redact(
+                    f"{what}: {last.reason}; {ask} {why}, until {_clock_at(wait)}, past the "
+                    f"{label} of {limit:g} s ({self.setting(which)}); try again after "
+                    f"{_clock_at(wait)}" + ("" if told else f", or raise {self.setting(which)}")
+                )
+            )
+        if wait >= 1.0 and self.notify is not None:
+            self.notify(
+                self.redact(
+                    f"{self.source}: {last.reason}; waiting {why} until {_clock_at(wait)} "
+                    f"before attempt {attempt + 1} of {self.retry.retries + 1}"
+                )
+            )
 
     def check_status(self, response: httpx.Response, what: str) -> None:
         """Raise `Retryable` for 429/5xx, a NetworkError quoting the server for other failures."""
         status = response.status_code
         if status < 400:
             return
-        if not response.is_stream_consumed:
-            response.read()
-        said = describe_error_body(response.content, response.headers.get("content-type", ""))
+        if response.is_stream_consumed:
+            content = response.content
+        else:  # quote at most 64 kB of an error page, however large it is
+            buf = bytearray()
+            for chunk in response.iter_bytes():
+                buf += chunk
+                if len(buf) >= 65536:
+                    break
+            content = bytes(buf)
+        said = describe_error_body(content, response.headers.get("content-type", ""))
         reason = f"HTTP {status} {response.reason_phrase}" + (f": {said}" if said else "")
         if status in RETRY_STATUS:
             raise Retryable(reason, parse_retry_after(response.headers.get("retry-after")))
@@ -287,15 +498,24 @@ class HttpClient:
         what = f"{method} {self.full_url(path)}"
 
         def once(_attempt: int) -> httpx.Response:
-            r = self._client.request(
+            self._limits.attempt_stop = time.monotonic() + self.timeout  # a small request
+            req = self._client.build_request(
                 method,
                 url,
                 params=self.params_with_key(params) or None,
                 data=dict(data) if data is not None else None,
                 headers=dict(headers or {}),
-                follow_redirects=follow_redirects,
             )
-            self.check_status(r, what)
+            r = self._client.send(req, stream=True, follow_redirects=follow_redirects)
+            try:
+                self.check_status(r, what)
+                body = bytearray()
+                for chunk in r.iter_bytes():
+                    body += chunk
+                    self.check_size(what, len(body), announced=False)
+                r._content = bytes(body)  # what `r.read()` would have set
+            finally:
+                r.close()
             return r
 
         return self.with_retries(what, once)
@@ -306,9 +526,28 @@ class HttpClient:
     def post(self, path: str, **kw: Any) -> httpx.Response:
         return self.request("POST", path, **kw)
 
+    def check_size(self, what: str, size: int, announced: bool) -> None:
+        """A DownloadError (not retried) when a body is larger than `max_bytes`."""
+        if self.max_bytes is None or size <= self.max_bytes:
+            return
+        from astrobio_cli.net.errors import DownloadError
+
+        got = f"it announced {size} bytes" if announced else f"stopped after {size} bytes"
+        raise DownloadError(
+            self.redact(
+                f"{what}: the response is larger than {self.max_bytes} bytes ({got}); narrow "
+                f"the request (e.g. --limit, --where) or raise {self.setting('max_bytes')}"
+            )
+        )
+
+    @contextlib.contextmanager
     def stream(self, method: str, path: str, **kw: Any):
-        """The underlying httpx stream (no retries; :meth:`download` adds them)."""
-        return self._client.stream(method, self.url(path), **kw)
+        """The underlying httpx stream (no retries; :meth:`download` adds them). Connecting and
+        the response headers must take at most `timeout` seconds."""
+        self._limits.attempt_stop = time.monotonic() + self.timeout
+        with self._client.stream(method, self.url(path), **kw) as r:
+            self._limits.attempt_stop = None  # the body: `timeout` is the longest silence
+            yield r
 
     def download(self, path: str, dest, **kw: Any):
         """Stream `path` to `dest` atomically; see :func:`astrobio_cli.net.download.download`."""

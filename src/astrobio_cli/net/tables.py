@@ -69,7 +69,13 @@ def to_arrow(table: Table, metadata: dict[str, str] | None = None, nan_as_null: 
 
     fields, arrays = [], []
     for c in table.columns:
-        arr = _arrow_array(c.values, c.kind, nan_as_null)
+        arr = getattr(c, "array", None)  # an ArrowColumn: already typed, no Python values
+        if arr is None:
+            arr = _arrow_array(c.values, c.kind, nan_as_null)
+        elif c.kind == "float" and nan_as_null:
+            import pyarrow.compute as pc
+
+            arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, pa.float64()), arr)
         meta = {"unit": c.unit, "description": c.description}
         fields.append(pa.field(c.name, arr.type, nullable=True, metadata=meta))
         arrays.append(arr)
