@@ -47,6 +47,7 @@ import math
 import os
 import shutil
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -225,14 +226,29 @@ def _float_dtype(ds, names: Sequence[str]) -> np.dtype:
     return np.dtype(np.float64 if any(ds[n].dtype == np.float64 for n in names) else np.float32)
 
 
-def _load(ds, g: Group, sl: slice | None, dtype: np.dtype, nlon: int) -> np.ndarray:
+def _read(da, name: str, src: Path, dtype: Any = None) -> np.ndarray:
+    """The values of `da` (variable `name` of `src`); unreadable data is a one-line error."""
+    try:
+        return np.asarray(da.values, dtype=dtype)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise UserError(
+            f"cannot read variable {name} of {src} ({type(exc).__name__}: {exc}): the file is "
+            "corrupt or truncated; fetch or write it again"
+        ) from None
+
+
+def _load(
+    ds, g: Group, sl: slice | None, dtype: np.dtype, nlon: int, src: Path = Path("input")
+) -> np.ndarray:
     """(samples..., var, lev, lat, lon) for the samples `sl` of the first sample dim."""
     arrays = []
     for name in g.names:
         da = ds[name]
         if sl is not None:
             da = da.isel({g.sample_dims[0]: sl})
-        a = np.asarray(da.values, dtype=dtype)
+        a = _read(da, name, src, dtype)
         if name in g.zonal:  # (samples..., lat) -> (samples..., lat, lon), constant in lon
             a = np.repeat(a[..., None], nlon, axis=-1)
         if g.level_dim is None:
@@ -251,40 +267,203 @@ def _clean_stale(out: Path) -> None:
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived while the store was being written."""
+    """SIGINT or SIGTERM arrived during a run."""
+
+
+# Names a variable or coordinate of the output must not take: files preprocess writes into the
+# store (and their temporary names), Zarr's own metadata files, and path separators.
+RESERVED_FILES = ("stats.json", "provenance.json", "zarr.json")
+POLL_S = 0.05  # how often the main thread looks for a signal while a worker computes
+
+
+class _Stop:
+    """SIGINT and SIGTERM during a run. The first one raises :class:`Interrupted` at once, except
+    inside :meth:`deferred` (zarr writes from a background thread: stopping in the middle of a
+    write would let that thread recreate files after the cleanup), where it is noted and raised
+    by the next :meth:`checkpoint`. Later signals are only noted, so the cleanup runs to its
+    end."""
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self.immediate = True
+        self.raised = False
+
+    def note(self, signum, frame) -> None:
+        self.caught.append(signum)
+        if self.immediate and not self.raised:
+            self.raised = True
+            raise Interrupted(f"signal {signum}")
+
+    def checkpoint(self) -> None:
+        if self.caught and not self.raised:
+            self.raised = True
+            raise Interrupted(f"signal {self.caught[0]}")
+
+    @contextlib.contextmanager
+    def deferred(self, immediate: bool = False):
+        before, self.immediate = self.immediate, immediate
+        try:
+            yield
+        finally:
+            self.immediate = before
 
 
 @contextlib.contextmanager
-def _atomic_dir(out: Path, overwrite: bool):
-    """Yields (temporary directory next to `out`, checkpoint); renames it to `out` on success.
+def _signals():
+    """For the whole run, SIGINT and SIGTERM go to a :class:`_Stop`; yields it, and whether the
+    handlers are installed (only the main thread can). Installed even where the parent ignored
+    SIGINT (a job started with `&` from a script), as the write pass always did: a run stops at
+    any phase, not only while it writes."""
+    stop = _Stop()
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, stop.note)
+    try:
+        yield stop, bool(old)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
-    While it is open, SIGINT and SIGTERM are only noted, and `checkpoint()` (called between
-    chunks) raises :class:`Interrupted`: zarr writes from a background thread, so stopping in
-    the middle of a write would let that thread recreate files after the cleanup.
-    """
+
+def _interruptible(fn: Callable[[], Any], stop: _Stop, watch: bool) -> Any:
+    """`fn()` (reading, regridding, a native kernel: seconds for a large chunk) in a daemon
+    thread while the main thread waits, ready for a signal: a run stops within a second even in
+    the middle of a chunk. `fn` only reads and computes (the main thread writes), so leaving it
+    running costs nothing but CPU until the process exits."""
+    stop.checkpoint()
+    if not watch:
+        return fn()
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+        finally:
+            done.set()
+
+    t = threading.Thread(target=work, name="astrobio-preprocess", daemon=True)
+    t.start()
+    with stop.deferred(immediate=True):
+        stop.checkpoint()
+        while not done.wait(POLL_S):
+            stop.checkpoint()
+    stop.checkpoint()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def is_own_store(path: Path) -> bool:
+    """A Zarr store written by `astrobio preprocess`: a directory with its `stats.json` and a
+    `provenance.json` that says `"source": "preprocess"`."""
+    import json
+
+    record = path / lineage.STORE_RECORD
+    if path.is_symlink() or not path.is_dir() or not (path / "stats.json").is_file():
+        return False
+    try:
+        return json.loads(record.read_text(encoding="utf-8")).get("source") == "preprocess"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_out(src: Path, out: Path, overwrite: bool) -> None:
+    """Before any work: OUT may not be the input, hold it or lie inside it, and only a store
+    this tool wrote is replaced (with --overwrite)."""
+    s, o = src.resolve(), out.resolve()
+    if o == s:
+        raise UsageError(f"OUT {out} is the input {src}; write to another path")
+    if o in s.parents:
+        raise UsageError(
+            f"OUT {out} holds the input {src}: replacing it would delete the input; "
+            "write to another path"
+        )
+    if s in o.parents:
+        raise UsageError(f"OUT {out} lies inside the input {src}; write to a path outside it")
+    if not (out.exists() or out.is_symlink()):
+        return
+    if not overwrite:
+        raise UsageError(f"{out} already exists; pass --overwrite to replace it")
+    if not is_own_store(out):
+        raise UsageError(
+            f"{out} exists and is not a store written by astrobio preprocess (no stats.json and "
+            "provenance.json of preprocess in it): --overwrite replaces only such stores; "
+            "remove it yourself or choose another OUT"
+        )
+
+
+def _check_names(
+    variables: Sequence[str], coords: Sequence[str], generated: Sequence[str] = ()
+) -> None:
+    """Every variable and coordinate becomes a directory of the store: none may be named like
+    a file preprocess or Zarr writes there or hold a path separator, and no variable may clash
+    with a coordinate preprocess adds."""
+    for name in [*variables, *coords]:
+        if (
+            not name
+            or name.startswith(".")
+            or name.startswith(RESERVED_FILES)
+            or "/" in name
+            or "\\" in name
+            or (name in generated and name in variables)
+        ):
+            taken = ", ".join((*RESERVED_FILES, *generated))
+            raise UsageError(
+                f"variable or coordinate {name!r} of the input cannot be written: its name is "
+                f"empty, starts with '.', holds a '/', or is taken by what preprocess writes "
+                f"into OUT ({taken}); rename it in the input or leave it out with --vars"
+            )
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if nbytes < 1000 or unit == "PB":
+            return f"{nbytes:.3g} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1000
+    raise AssertionError
+
+
+def _free_disk(out: Path) -> tuple[Path, int]:
+    where = out.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    return where, shutil.disk_usage(where).free
+
+
+def _memory_bound() -> int:
+    """The memory one step may use: what the system has available now."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # no psutil, or no /proc: physical memory
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+@contextlib.contextmanager
+def _atomic_dir(out: Path, overwrite: bool, checkpoint: Callable[[], None]):
+    """Yields a temporary directory next to `out`; renames it to `out` on success (replacing
+    `out` only where :func:`is_own_store` says it is a store of this tool)."""
     if out.exists() and not overwrite:
         raise UsageError(f"{out} already exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(out)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    caught: list[int] = []
-
-    def note(signum, frame):
-        caught.append(signum)
-
-    def checkpoint() -> None:
-        if caught:
-            raise Interrupted(f"signal {caught[0]}")
-
-    old = {}
-    with contextlib.suppress(ValueError):  # ValueError: not the main thread
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, note)
     try:
-        yield tmp, checkpoint
+        yield tmp
         checkpoint()
-        if out.exists():
+        if out.exists() or out.is_symlink():
+            if not is_own_store(out):  # appeared or changed while this run worked
+                raise UsageError(
+                    f"{out} appeared during the run and is not a store written by astrobio "
+                    "preprocess; it was left alone"
+                )
             trash = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, trash)
             os.replace(tmp, out)
@@ -294,9 +473,6 @@ def _atomic_dir(out: Path, overwrite: bool):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def preprocess(
@@ -340,186 +516,281 @@ def preprocess(
             f"--{'regrid' if 'grid step' in str(exc) else 'stats-from'}: {exc}"
         ) from None
 
-    ds = _open(src)
-    groups, lat, lon = plan_groups(ds, variables)
-    scalars = plan_scalars(ds, variables, groups[0].sample_dims)
-    src_lat = np.asarray(ds[lat].values, dtype=np.float64)
-    src_lon = np.asarray(ds[lon].values, dtype=np.float64)
-    grid_lat, grid_lon = (src_lat, src_lon) if target is None else target
-    sample_dims = groups[0].sample_dims
-    n = int(ds.sizes[sample_dims[0]]) if sample_dims else 1
-    n_train = max(1, math.ceil(train_fraction * n)) if split == "train" else n
+    _check_out(src, out, overwrite)  # before any work
+    with _signals() as (stop, watch):
+        ds = _open(src)
+        groups, lat, lon = plan_groups(ds, variables)
+        scalars = plan_scalars(ds, variables, groups[0].sample_dims)
+        src_lat = _read(ds[lat], lat, src, np.float64)
+        src_lon = _read(ds[lon], lon, src, np.float64)
+        grid_lat, grid_lon = (src_lat, src_lon) if target is None else target
+        sample_dims = groups[0].sample_dims
+        n = int(ds.sizes[sample_dims[0]]) if sample_dims else 1
+        n_train = max(1, math.ceil(train_fraction * n)) if split == "train" else n
 
-    all_names = [v for g in groups for v in g.names]
-    dtype = _float_dtype(ds, all_names)
-    # (samples..., nscalar) in memory: one number per sample and variable
-    scalar_values = (
-        np.stack([np.asarray(ds[v].values, dtype=np.float64) for v in scalars], axis=-1)
-        if scalars
-        else None
-    )
-    if patch is not None and patch.lev and len(groups) > 1:
-        raise UsageError(
-            "level tiles (--patch LEVxLATxLON) need variables that share one level dim; "
-            f"these have {', '.join(g.label for g in groups)}: choose them with --vars"
+        all_names = [v for g in groups for v in g.names]
+        dtype = _float_dtype(ds, all_names)
+        # (samples..., nscalar) in memory: one number per sample and variable
+        scalar_values = (
+            np.stack([_read(ds[v], v, src, np.float64) for v in scalars], axis=-1)
+            if scalars
+            else None
         )
-    # Samples per step: about CHUNK_BYTES of input (after regridding) per step.
-    grow = max(1.0, grid_lat.size * grid_lon.size / max(1, src_lat.size * src_lon.size))
-    per_sample = sum(ds[v].size for v in all_names) // max(n, 1) * dtype.itemsize * grow
-    step = chunk or max(1, int(CHUNK_BYTES // max(per_sample, 1)))
-    chunks = [slice(a, min(a + step, n)) for a in range(0, n, step)] if sample_dims else [None]
-    train_chunks = (
-        [slice(a, min(a + step, n_train)) for a in range(0, n_train, step)]
-        if sample_dims
-        else [None]
-    )
+        if patch is not None and patch.lev and len(groups) > 1:
+            raise UsageError(
+                "level tiles (--patch LEVxLATxLON) need variables that share one level dim; "
+                f"these have {', '.join(g.label for g in groups)}: choose them with --vars"
+            )
+        level_dims = [g.level_dim for g in groups if g.level_dim]
+        _check_names(
+            [*all_names, *scalars],
+            [*sample_dims, lat, lon, *level_dims],
+            _generated_names(sample_dims, level_dims) if patch is not None else (),
+        )
+        # Samples per step: about CHUNK_BYTES of input (after regridding) per step.
+        grow = max(1.0, grid_lat.size * grid_lon.size / max(1, src_lat.size * src_lon.size))
+        per_sample = sum(ds[v].size for v in all_names) // max(n, 1) * dtype.itemsize * grow
+        step = chunk or max(1, int(CHUNK_BYTES // max(per_sample, 1)))
+        step = _check_sizes(
+            ds, groups, scalars, sample_dims, n, src_lat, src_lon, grid_lat, grid_lon, patch,
+            dtype, step, chunk, out,
+        )  # fmt: skip
+        stop.checkpoint()
+        chunks = [slice(a, min(a + step, n)) for a in range(0, n, step)] if sample_dims else [None]
+        train_chunks = (
+            [slice(a, min(a + step, n_train)) for a in range(0, n_train, step)]
+            if sample_dims
+            else [None]
+        )
 
-    def prepared(g: Group, sl: slice | None) -> np.ndarray:
-        x = _load(ds, g, sl, dtype, src_lon.size)
-        if regrid is not None:
-            x = dc.regrid(x, src_lat, src_lon, grid_lat, grid_lon, native=native, threads=threads)
-        return x
+        def prepared(g: Group, sl: slice | None) -> np.ndarray:
+            x = _load(ds, g, sl, dtype, src_lon.size, src)
+            if regrid is not None:
+                x = dc.regrid(
+                    x, src_lat, src_lon, grid_lat, grid_lon, native=native, threads=threads
+                )
+            return x
 
-    # -- pass 1: statistics ----------------------------------------------------------------
-    stats: dict[str, dc.Stats] = {}
-    total = (0 if given is not None else len(groups) * len(train_chunks)) + len(groups) * len(
-        chunks
-    )
-    done = 0
-    for g in groups:
-        if given is not None:
-            try:
-                stats[g.label] = given.select(g.names)
-            except ValueError as exc:
-                raise UsageError(f"--stats-from {stats_from}: {exc}") from None
-            continue
-        acc = None
-        for sl in train_chunks:
-            say(f"stats {g.label}", done, total)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", dc.AllNaNWarning)
-                s = dc.stats(prepared(g, sl), names=g.names, native=native, threads=threads)
-            acc = s if acc is None else acc.merge(s)
-            done += 1
-        stats[g.label] = acc
-    if scalar_values is not None:
-        if given is not None:
-            try:
-                stats[SCALAR_LABEL] = given.select(scalars)
-            except ValueError as exc:
-                raise UsageError(f"--stats-from {stats_from}: {exc}") from None
-        else:
-            train_scalars = scalar_values[:n_train].reshape(-1, len(scalars), 1, 1, 1)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", dc.AllNaNWarning)
-                stats[SCALAR_LABEL] = dc.stats(
-                    train_scalars, names=scalars, native=native, threads=threads
-                )
-    checked = [(g.label, g.names) for g in groups]
-    if scalar_values is not None:
-        checked.append((SCALAR_LABEL, scalars))
-    for label, names in checked:
-        s = stats[label]
-        for v, name in enumerate(names):
-            if s.count[v] == 0:
-                raise UserError(
-                    f"variable {name} has no valid (non-NaN) values in the training samples; "
-                    "drop it with --vars"
-                )
-            if not s.std[v] > 0:
-                raise UserError(
-                    f"variable {name} is constant (std 0) in the training samples: it cannot "
-                    "be normalised; drop it with --vars"
-                )
-
-    # -- pass 2: normalise -> fill -> patch, chunk by chunk, into a temporary store ---------
-    shapes: dict[str, tuple[int, ...]] = {}
-    with _atomic_dir(out, overwrite) as (tmp, checkpoint):
-        for i, sl in enumerate(chunks):
-            parts = []
-            for g in groups:
-                checkpoint()
-                say(f"write {g.label}", done, total)
+        # -- pass 1: statistics ----------------------------------------------------------------
+        stats: dict[str, dc.Stats] = {}
+        total = (0 if given is not None else len(groups) * len(train_chunks)) + len(groups) * len(
+            chunks
+        )
+        done = 0
+        for g in groups:
+            if given is not None:
                 try:
-                    res = dc.pipeline(
-                        prepared(g, sl),
-                        stats=stats[g.label],
-                        fill=fill,
-                        patch=patch,
-                        native=native,
-                        threads=threads,
-                    )
-                except ValueError as exc:  # a patch that does not fit, stats that do not match
-                    raise UsageError(f"{g.label} ({', '.join(g.names)}): {exc}") from None
-                parts.append(
-                    _to_dataset(
-                        ds,
-                        g,
-                        sl,
-                        res.data,
-                        stats[g.label],
-                        patch,
-                        fill,
-                        lat,
-                        lon,
-                        grid_lat,
-                        grid_lon,
-                        regrid,
-                    )
-                )
-                done += 1
-            if scalar_values is not None:
-                parts.append(
-                    _scalars_dataset(
-                        ds,
-                        scalars,
-                        groups[0].sample_dims,
-                        scalar_values if sl is None else scalar_values[sl],
-                        stats[SCALAR_LABEL],
-                        patch,
-                        _tiles_per_sample(groups, patch, grid_lat, grid_lon),
-                        native,
-                    )
-                )
-            chunk_ds = _merge(parts, ds.attrs, src)
-            _write(chunk_ds, tmp, first=i == 0, append_dim=_append_dim(sample_dims, patch))
-        import xarray as xr
-        import zarr
+                    stats[g.label] = given.select(g.names)
+                except ValueError as exc:
+                    raise UsageError(f"--stats-from {stats_from}: {exc}") from None
+                continue
+            acc = None
+            for sl in train_chunks:
+                say(f"stats {g.label}", done, total)
 
-        zarr.consolidate_metadata(str(tmp))
-        with xr.open_zarr(tmp, consolidated=True, chunks=None) as check:
-            shapes = {v: tuple(check[v].shape) for v in [*all_names, *scalars]}
-        # After consolidating: zarr warns about files it does not know while it lists a store.
-        merged = _merge_stats(groups, stats, ds, scalars)
-        merged.save(tmp / "stats.json")
-        lineage.write_store_record(
-            tmp,
-            {
-                "source": "preprocess",
-                "options": {
-                    "variables": [*all_names, *scalars],
-                    "stats_from": str(stats_from) if stats_from else None,
-                    "split": split,
-                    "train_fraction": train_fraction,
-                    "regrid": regrid,
-                    "patch": dataclasses.asdict(patch) if patch else None,
-                    "fill": fill,
+                def chunk_stats(g=g, sl=sl) -> dc.Stats:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", dc.AllNaNWarning)
+                        return dc.stats(
+                            prepared(g, sl), names=g.names, native=native, threads=threads
+                        )
+
+                s = _interruptible(chunk_stats, stop, watch)
+                acc = s if acc is None else acc.merge(s)
+                done += 1
+            stats[g.label] = acc
+        if scalar_values is not None:
+            if given is not None:
+                try:
+                    stats[SCALAR_LABEL] = given.select(scalars)
+                except ValueError as exc:
+                    raise UsageError(f"--stats-from {stats_from}: {exc}") from None
+            else:
+                train_scalars = scalar_values[:n_train].reshape(-1, len(scalars), 1, 1, 1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", dc.AllNaNWarning)
+                    stats[SCALAR_LABEL] = dc.stats(
+                        train_scalars, names=scalars, native=native, threads=threads
+                    )
+        checked = [(g.label, g.names) for g in groups]
+        if scalar_values is not None:
+            checked.append((SCALAR_LABEL, scalars))
+        for label, names in checked:
+            s = stats[label]
+            for v, name in enumerate(names):
+                if s.count[v] == 0:
+                    raise UserError(
+                        f"variable {name} has no valid (non-NaN) values in the training samples; "
+                        "drop it with --vars"
+                    )
+                if not s.std[v] > 0:
+                    raise UserError(
+                        f"variable {name} is constant (std 0) in the training samples: it cannot "
+                        "be normalised; drop it with --vars"
+                    )
+
+        # -- pass 2: normalise -> fill -> patch, chunk by chunk, into a temporary store ---------
+        shapes: dict[str, tuple[int, ...]] = {}
+        with stop.deferred(), _atomic_dir(out, overwrite, stop.checkpoint) as tmp:
+            for i, sl in enumerate(chunks):
+                parts = []
+                for g in groups:
+                    stop.checkpoint()
+                    say(f"write {g.label}", done, total)
+
+                    def chunk_dataset(g=g, sl=sl):
+                        try:
+                            res = dc.pipeline(
+                                prepared(g, sl),
+                                stats=stats[g.label],
+                                fill=fill,
+                                patch=patch,
+                                native=native,
+                                threads=threads,
+                            )
+                        except ValueError as exc:  # a patch that does not fit, stats that differ
+                            raise UsageError(f"{g.label} ({', '.join(g.names)}): {exc}") from None
+                        return _to_dataset(
+                            ds,
+                            g,
+                            sl,
+                            res.data,
+                            stats[g.label],
+                            patch,
+                            fill,
+                            lat,
+                            lon,
+                            grid_lat,
+                            grid_lon,
+                            regrid,
+                        )
+
+                    parts.append(_interruptible(chunk_dataset, stop, watch))
+                    done += 1
+                if scalar_values is not None:
+                    parts.append(
+                        _scalars_dataset(
+                            ds,
+                            scalars,
+                            groups[0].sample_dims,
+                            scalar_values if sl is None else scalar_values[sl],
+                            stats[SCALAR_LABEL],
+                            patch,
+                            _tiles_per_sample(groups, patch, grid_lat, grid_lon),
+                            native,
+                        )
+                    )
+                chunk_ds = _merge(parts, ds.attrs, src)
+                _write(chunk_ds, tmp, first=i == 0, append_dim=_append_dim(sample_dims, patch))
+            import xarray as xr
+            import zarr
+
+            zarr.consolidate_metadata(str(tmp))
+            with xr.open_zarr(tmp, consolidated=True, chunks=None) as check:
+                shapes = {v: tuple(check[v].shape) for v in [*all_names, *scalars]}
+            # After consolidating: zarr warns about files it does not know while it lists a store.
+            merged = _merge_stats(groups, stats, ds, scalars)
+            merged.save(tmp / "stats.json")
+            lineage.write_store_record(
+                tmp,
+                {
+                    "source": "preprocess",
+                    "options": {
+                        "variables": [*all_names, *scalars],
+                        "stats_from": str(stats_from) if stats_from else None,
+                        "split": split,
+                        "train_fraction": train_fraction,
+                        "regrid": regrid,
+                        "patch": dataclasses.asdict(patch) if patch else None,
+                        "fill": fill,
+                    },
+                    "scalars": list(scalars),
+                    "zonal": sorted(v for g in groups for v in g.zonal),
+                    "sample_dims": list(sample_dims),
+                    "samples": n,
+                    # the samples the stats came from: the first `train_samples` of the first
+                    # sample dim (given stats: none of this store's samples)
+                    "train_samples": 0 if given is not None else n_train,
+                    "input": lineage.input_record(src, kind="climate-cube"),
+                    "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
-                "scalars": list(scalars),
-                "zonal": sorted(v for g in groups for v in g.zonal),
-                "sample_dims": list(sample_dims),
-                "samples": n,
-                # the samples the stats came from: the first `train_samples` of the first
-                # sample dim (given stats: none of this store's samples)
-                "train_samples": 0 if given is not None else n_train,
-                "input": lineage.input_record(src, kind="climate-cube"),
-                "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
+            )
+            say("done", total, total)
+        return PreprocessResult(
+            out, out / "stats.json", groups, merged, shapes, time.perf_counter() - started, native
         )
-        say("done", total, total)
-    return PreprocessResult(
-        out, out / "stats.json", groups, merged, shapes, time.perf_counter() - started, native
-    )
+
+
+def _generated_names(sample_dims: Sequence[str], level_dims: Sequence[str]) -> list[str]:
+    """The coordinates `--patch` adds to the store."""
+    return [
+        "sample",
+        "patch_lat0",
+        "patch_lon0",
+        "grid_lat",
+        "grid_lon",
+        *(f"sample_{d}" for d in sample_dims),
+        *(f"patch_{d}0" for d in level_dims),
+    ]
+
+
+def _check_sizes(
+    ds, groups, scalars, sample_dims, n, src_lat, src_lon, grid_lat, grid_lon, patch, dtype,
+    step, chunk, out,
+) -> int:  # fmt: skip
+    """Before any work: the output must fit the free disk and one step the available memory.
+
+    Estimates in exact integer arithmetic (a padding of 10**12 rows is a number here, not an
+    allocation). Returns the samples per step, lowered where memory needs it."""
+    size = dtype.itemsize
+    inner = math.prod(int(ds.sizes[d]) for d in sample_dims[1:])
+    nlat, nlon = int(grid_lat.size), int(grid_lon.size)
+    src_pts = int(src_lat.size) * int(src_lon.size)
+    out_per, peak_per, tiles = 0, 0, 1
+    for g in groups:
+        nvar = len(g.names)
+        nlev = int(ds.sizes[g.level_dim]) if g.level_dim else 1
+        grid = nvar * nlev * nlat * nlon * size
+        if patch is None:
+            field_out, padded = grid, 0
+        else:
+            try:
+                lt, yt, xt, lev_size = patch.grid((1, nvar, nlev, nlat, nlon))
+            except ValueError as exc:
+                raise UsageError(f"{g.label} ({', '.join(g.names)}): {exc}") from None
+            tiles = lt * yt * xt
+            field_out = tiles * nvar * lev_size * patch.lat * patch.lon * size
+            padded = nvar * nlev * (nlat + 2 * patch.lat_pad) * nlon * size
+        out_per += field_out
+        # the input as read, regridded, padded, normalised and cut, and its copy for writing
+        peak_per += nvar * nlev * src_pts * size + 2 * grid + padded + 2 * field_out
+    out_per += len(scalars) * tiles * 8
+    out_per *= inner
+    peak_per *= inner
+    total = out_per * max(n, 1)
+    where, free = _free_disk(out)
+    if total > free:
+        raise UserError(
+            f"the output would be about {_human(total)} ({max(n, 1) * inner} samples of "
+            f"{_human(out_per)}, uncompressed), more than the {_human(free)} free on {where}: "
+            "choose a coarser --regrid, a smaller --pad or --patch stride, or fewer --vars"
+        )
+    bound = _memory_bound()
+    if peak_per > bound:
+        raise UserError(
+            f"one sample needs about {_human(peak_per)} of memory to process, more than the "
+            f"{_human(bound)} available: choose a coarser --regrid, a smaller --pad or fewer "
+            "--vars"
+        )
+    if step * peak_per > bound:
+        if chunk:
+            raise UserError(
+                f"--chunk {chunk} needs about {_human(step * peak_per)} of memory per step, "
+                f"more than the {_human(bound)} available: use --chunk "
+                f"{max(1, bound // peak_per)} or less"
+            )
+        step = max(1, bound // peak_per)
+    return step
 
 
 def _append_dim(sample_dims: tuple[str, ...], patch: dc.PatchSpec | None) -> str | None:

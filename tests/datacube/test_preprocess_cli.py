@@ -237,9 +237,16 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
     r = invoke("preprocess", str(NCEP), str(out), "--vars", "PS")
     assert r.returncode == 2 and "already exists" in r.stderr
     assert (out / "keep").exists()
+    # --overwrite replaces only a store preprocess wrote, never an unrelated directory
     r = invoke("preprocess", str(NCEP), str(out), "--vars", "PS", "--overwrite")
+    assert r.returncode == 2 and "not a store written by astrobio preprocess" in r.stderr
+    assert (out / "keep").exists()
+    (out / "keep").unlink()
+    out.rmdir()
+    assert invoke("preprocess", str(NCEP), str(out), "--vars", "PS").returncode == 0
+    r = invoke("preprocess", str(NCEP), str(out), "--vars", "T", "--overwrite")
     assert r.returncode == 0, r.stderr
-    assert not (out / "keep").exists() and (out / "stats.json").exists()
+    assert list(stats_json(out)) == ["T"]
 
 
 def interrupt(src: Path, out: Path, sig: int) -> Path:

@@ -92,21 +92,28 @@ def preprocess(
         def progress(desc: str, done: int, total: int) -> None:
             bar.update(task, description=desc, completed=done, total=total)
 
-        result = pp.preprocess(
-            src,
-            out,
-            variables=names,
-            stats_from=stats_from,
-            split=split or ("all" if stats_from is not None else "train"),
-            train_fraction=train_fraction,
-            regrid=regrid,
-            patch=spec,
-            fill=fill_value,
-            threads=threads,
-            chunk=chunk,
-            overwrite=overwrite,
-            progress=progress,
-        )
+        try:
+            result = pp.preprocess(
+                src,
+                out,
+                variables=names,
+                stats_from=stats_from,
+                split=split or ("all" if stats_from is not None else "train"),
+                train_fraction=train_fraction,
+                regrid=regrid,
+                patch=spec,
+                fill=fill_value,
+                threads=threads,
+                chunk=chunk,
+                overwrite=overwrite,
+                progress=progress,
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        else:
+            interrupted = False
+    if interrupted:
+        _interrupted(err, out)
 
     table = Table(
         title=f"{result.out}  ({result.seconds:.2f} s, {'rust' if result.native else 'numpy'})"
@@ -128,3 +135,19 @@ def preprocess(
     console = Console(soft_wrap=True)
     console.print(table)
     console.print(f"stats: {result.stats_path}", highlight=False)
+
+
+def _interrupted(err, out: Path) -> None:
+    """Ctrl-C or SIGTERM: the temporary store is already removed and OUT untouched. Leave now
+    with 130: an orderly interpreter shutdown takes most of a second after the imports this
+    command made, and a compute thread still inside a native kernel or a read would hold it up
+    (or read a file that shutdown closes under it)."""
+    import os
+    import sys
+
+    from rich.markup import escape
+
+    err.print(f"[bold red]error:[/] interrupted; nothing was written to {escape(str(out))}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
