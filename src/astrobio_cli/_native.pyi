@@ -3,8 +3,11 @@
 Call it through `astrobio_cli.datacube`, which validates arguments, copies strided or
 big-endian input and allocates outputs. Here, arrays must be C-contiguous native-endian
 float32/float64 and `out` (same dtype as `data`) is written in place. Errors are ValueError
-(bad shape or value) or TypeError (bad type); the GIL is released while the kernels run.
-`threads=0` uses all cores; otherwise a rayon pool of that size (kept for reuse).
+(bad shape or value, including an int out of range: never OverflowError) or TypeError (bad
+type); the GIL is released while the kernels run. Every size is computed in checked arithmetic.
+`threads=0` uses all cores; otherwise a rayon pool of that size (kept for reuse), at most
+`max_threads()` (4x the logical cores; more is a ValueError before any thread starts).
+Non-finite values (NaN, ±inf) are missing in stats, normalize, pipeline and regrid.
 """
 
 from typing import Literal
@@ -22,13 +25,17 @@ Spec = tuple[int, int, int, int, int, int, int]
 def build_profile() -> str:
     """ "release" or "debug": the Cargo profile the extension was compiled with."""
 
+def max_threads() -> int:
+    """The most threads an operation accepts: 4x the logical cores this process may use."""
+
 def nanmean(x: npt.NDArray[np.float64]) -> float:
     """Mean of the non-NaN values of a 1-D float64 array (NaN when there are none)."""
 
 def stats(
     data: Float, threads: int = 0
 ) -> tuple[list[int], list[float], list[float], list[float], list[float]]:
-    """Per-variable (count, mean, std ddof=0, min, max) ignoring NaN, f64 accumulation."""
+    """Per-variable (count, mean, std ddof=0, min, max) of the finite values (NaN, ±inf
+    skipped), f64 accumulation."""
 
 def normalize(
     data: Float,
@@ -40,7 +47,8 @@ def normalize(
     mask: npt.NDArray[np.bool_] | None = None,
     threads: int = 0,
 ) -> None:
-    """(x - mean) / std per variable (inverse: x * std + mean), NaN -> fill, mask = not NaN."""
+    """(x - mean) / std per variable (inverse: x * std + mean); non-finite (NaN, ±inf) -> fill
+    (None: NaN), mask = finite."""
 
 def pipeline(
     data: Float,
@@ -66,7 +74,7 @@ def regrid(
     dst_lon: list[float],
     threads: int = 0,
 ) -> None:
-    """Bilinear (lat, lon) regridding, periodic longitude, NaN-aware."""
+    """Bilinear (lat, lon) regridding, periodic longitude; non-finite neighbours dropped."""
 
 def flip_lat(data: Float, out: Float, threads: int = 0) -> None:
     """Reverse the latitude (second to last) axis."""

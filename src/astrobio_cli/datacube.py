@@ -16,7 +16,14 @@ Input that is not C-contiguous or not native-endian is copied once (to a C-conti
 native-endian array of the same float type) before the native code sees it; results are
 always new C-contiguous native-endian arrays (or the `out` array given).
 
-Threads: `threads=` or the `threads` setting (`ASTROBIO_THREADS`); default all cores.
+Missing data: non-finite values (NaN, +inf, -inf) are missing, in both implementations. Stats
+skip them (count, mean, std, min and max are those of the finite values), normalisation and the
+pipeline fill them like NaN (and the mask is False there), regridding drops them like a NaN
+neighbour. Tiling (`patches`) and the augmentations copy values as they are.
+
+Threads: `threads=` or the `threads` setting (`ASTROBIO_THREADS`); default all cores. At most
+:func:`max_threads` (4x the logical cores): more is a ValueError, raised before a thread starts
+(the kernels are memory-bound, so more threads than cores only add scheduling).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ STATS_FORMAT = "astrobio-stats/1"
 
 
 class AllNaNWarning(RuntimeWarning):
-    """A variable has no valid value: its statistics are NaN."""
+    """A variable has no valid (finite) value: its statistics are NaN."""
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -53,15 +60,44 @@ def use_native(native: bool | None = None) -> bool:
     return get_settings().native
 
 
+THREADS_PER_CORE = 4
+
+
+def max_threads() -> int:
+    """The most threads an operation accepts: 4x the logical cores this process may use.
+
+    The extension's own bound (Rust's `available_parallelism`, which counts the CPU affinity
+    and a cgroup quota), so the wrapper and the binding agree; it is asked even when the NumPy
+    twin runs (a query, no kernel), so both implementations accept the same `threads`.
+    """
+    try:
+        from astrobio_cli import _native as ext
+
+        return int(ext.max_threads())
+    except ImportError:  # no extension: the NumPy twin runs, bounded alike
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return THREADS_PER_CORE * max(1, cores or os.cpu_count() or 1)
+
+
 def thread_count(threads: int | None = None) -> int:
-    """Threads for the native code: `threads`, else the `threads` setting, else 0 (all cores)."""
+    """Threads for the native code: `threads`, else the `threads` setting, else 0 (all cores).
+
+    ValueError for a negative count or one above :func:`max_threads`, naming where it came from.
+    """
+    what = "threads"
     if threads is None:
         from astrobio_cli.settings import get_settings
 
         threads = get_settings().threads or 0
+        what = "the threads setting (ASTROBIO_THREADS)"
     if not isinstance(threads, int | np.integer) or threads < 0:
+        raise ValueError(f"{what} must be a positive integer (or 0 for all cores), got {threads!r}")
+    bound = max_threads()
+    if threads > bound:
+        said = f"threads={threads}" if what == "threads" else f"{what} is {threads},"
         raise ValueError(
-            f"threads must be a positive integer (or 0 for all cores), got {threads!r}"
+            f"{said} is more than the maximum of {bound} ({THREADS_PER_CORE}x the "
+            f"{bound // THREADS_PER_CORE} logical cores); use 0 for one thread per core"
         )
     return int(threads)
 
@@ -131,7 +167,8 @@ def _check_fill(fill: Any) -> str | float | None:
 
 @dataclass(frozen=True)
 class Stats:
-    """Per-variable statistics ignoring NaN (population std, ddof=0), accumulated in float64."""
+    """Per-variable statistics of the finite values (NaN and ±inf are missing; population std,
+    ddof=0), accumulated in float64."""
 
     count: np.ndarray
     mean: np.ndarray
@@ -264,7 +301,7 @@ def _stats_numpy(x: np.ndarray) -> tuple[np.ndarray, ...]:
     cols: list[list[float]] = [[], [], [], [], []]
     for v in range(nvar):
         vals = per_var[:, v, :].astype(np.float64).ravel()
-        vals = vals[~np.isnan(vals)]
+        vals = vals[np.isfinite(vals)]  # NaN and +-inf are missing
         n = vals.size
         cols[0].append(n)
         if n == 0:
@@ -286,22 +323,21 @@ def stats(
     native: bool | None = None,
     threads: int | None = None,
 ) -> Stats:
-    """Per-variable count, mean, std (ddof=0), min and max ignoring NaN, in float64.
+    """Per-variable count, mean, std (ddof=0), min and max of the finite values, in float64.
 
-    An all-NaN variable gets count 0, NaN statistics and an :class:`AllNaNWarning` naming it.
+    Non-finite values (NaN, +inf, -inf) are missing and skipped. A variable without a finite
+    value gets count 0, NaN statistics and an :class:`AllNaNWarning` naming it.
     """
     data = _check_cube(data)
     nvar = cube_dims(data.shape)[1]
     if names is not None and len(names) != nvar:
         raise ValueError(f"names has {len(names)} entries but data has {nvar} variables")
-    if use_native(native):
-        cols = _native().stats(data, thread_count(threads))
-    else:
-        cols = _stats_numpy(data)
+    threads = thread_count(threads)  # checked for the twin too
+    cols = _native().stats(data, threads) if use_native(native) else _stats_numpy(data)
     out = Stats(*cols, names=tuple(names or ()))
     for v in np.flatnonzero(out.count == 0):
         warnings.warn(
-            f"variable {out.name(int(v))} has no valid (non-NaN) values: its stats are NaN",
+            f"variable {out.name(int(v))} has no valid (finite) values: its stats are NaN",
             AllNaNWarning,
             stacklevel=2,
         )
@@ -343,13 +379,13 @@ def _normalize_numpy(
     x5 = _shape5(x).astype(np.float64)
     mean = st.mean[None, :, None, None, None]
     std = st.std[None, :, None, None, None]
-    missing = np.isnan(x5)
+    missing = ~np.isfinite(x5)  # NaN and +-inf
     if fill == "mean":
         filled = np.where(missing, 0.0 if inverse else mean, x5)
     elif fill is not None:
         filled = np.where(missing, fill, x5)
     else:
-        filled = x5
+        filled = np.where(missing, np.nan, x5)  # an infinity is missing too: NaN
     y = filled * std + mean if inverse else (filled - mean) / std
     return y.astype(x.dtype).reshape(x.shape), ~missing.reshape(x.shape)
 
@@ -375,6 +411,7 @@ def _normalize(data, st, fill, mask, out, native, threads, inverse):
     data = _check_cube(data)
     _check_stats(st, cube_dims(data.shape)[1])
     fill = _check_fill(fill)
+    threads = thread_count(threads)  # checked for the twin too
     if use_native(native):
         res = _alloc(out, data.shape, data.dtype)
         valid = np.empty(data.shape, dtype=bool) if mask else None
@@ -386,7 +423,7 @@ def _normalize(data, st, fill, mask, out, native, threads, inverse):
             fill,
             inverse,
             valid,
-            thread_count(threads),
+            threads,
         )
         return (res, valid) if mask else res
     if out is not None:
@@ -405,11 +442,12 @@ def normalize(
     native: bool | None = None,
     threads: int | None = None,
 ):
-    """`(x - mean) / std` per variable, one pass, NaN filled.
+    """`(x - mean) / std` per variable, one pass, missing values filled.
 
-    `fill`: None keeps NaN; 'mean' puts the variable mean (0 after normalising); a number is a
-    value in the input's (physical) units, normalised like the data. With `mask=True` returns
-    `(normalised, valid)` where `valid` is True where the input was not NaN.
+    Missing means non-finite: NaN, +inf and -inf. `fill`: None leaves them NaN; 'mean' puts the
+    variable mean (0 after normalising); a number is a value in the input's (physical) units,
+    normalised like the data. With `mask=True` returns `(normalised, valid)` where `valid` is
+    True where the input was finite.
     """
     return _normalize(data, stats, fill, mask, out, native, threads, inverse=False)
 
@@ -424,7 +462,8 @@ def denormalize(
     native: bool | None = None,
     threads: int | None = None,
 ):
-    """`x * std + mean` per variable; `fill` is in normalised units ('mean' gives the mean)."""
+    """`x * std + mean` per variable; missing (non-finite) values get `fill`, in normalised
+    units ('mean' gives the mean; None leaves NaN)."""
     return _normalize(data, stats, fill, mask, out, native, threads, inverse=True)
 
 
@@ -521,7 +560,13 @@ class PatchSpec:
         """Shape of the patches of data of `shape`: (..., tiles, var, lev, lat, lon)."""
         lt, yt, xt, lev_size = self.grid(shape)
         nvar = cube_dims(shape)[1]
-        return (*tuple(shape[:-4]), lt * yt * xt, nvar, lev_size, self.lat, self.lon)
+        out = (*tuple(shape[:-4]), lt * yt * xt, nvar, lev_size, self.lat, self.lon)
+        if math.prod(out) * 8 > np.iinfo(np.intp).max:
+            raise ValueError(
+                f"patches of shape {out} would be too large ({math.prod(out)} elements); "
+                "check the padding and strides"
+            )
+        return out
 
     def origins(self, shape: Sequence[int]) -> np.ndarray:
         """(tiles, 3) array of each tile's first (lev, lat, lon) index in the unpadded grid."""
@@ -569,9 +614,10 @@ def patches(
     (lev tile, lat tile, lon tile); see :class:`PatchSpec`."""
     data = _check_cube(data)
     shape = spec.out_shape(data.shape)
+    threads = thread_count(threads)  # checked for the twin too
     if use_native(native):
         res = _alloc(out, shape, data.dtype)
-        _native().patches(data, res, spec.as_tuple(), float(pad_value), thread_count(threads))
+        _native().patches(data, res, spec.as_tuple(), float(pad_value), threads)
         return res
     if out is not None:
         _alloc(out, shape, data.dtype)
@@ -646,8 +692,8 @@ def _regrid_numpy(x, src_lat, src_lon, dst_lat, dst_lon) -> np.ndarray:
         den = np.zeros_like(num)
         for rows, cols, w in corners:
             v = f[:, rows][:, :, cols]
-            ok = ~np.isnan(v) & (w > 0)  # a NaN neighbour drops out; its weight too
-            num += np.where(ok, v * w, 0.0)
+            ok = np.isfinite(v) & (w > 0)  # a missing neighbour drops out; its weight too
+            num += np.where(ok, v, 0.0) * w
             den += np.where(ok, w, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[a : a + step] = np.where(den > 0, num / den, np.nan)
@@ -667,8 +713,8 @@ def regrid(
 ) -> np.ndarray:
     """Bilinear regridding of (..., lat, lon) in degrees, periodic in longitude, NaN-aware.
 
-    NaN neighbours drop out and the other weights are renormalised; a target point whose
-    weighted neighbours are all NaN is NaN. Target latitudes beyond the outermost source row
+    Missing (non-finite: NaN, ±inf) neighbours drop out and the other weights are renormalised;
+    a target point whose weighted neighbours are all missing is NaN. Target latitudes beyond the outermost source row
     take that row's value (e.g. the poles of a 2.5-degree grid from a Gaussian grid).
     """
     data = as_float_array(data)
@@ -678,13 +724,14 @@ def regrid(
     lat_weights(src_lat, dst_lat)  # validates, with the argument names
     lon_weights(src_lon, dst_lon)
     shape = (*data.shape[:-2], np.size(dst_lat), np.size(dst_lon))
+    threads = thread_count(threads)  # checked for the twin too
     if use_native(native):
         res = _alloc(out, shape, data.dtype)
         _native().regrid(
             data,
             res,
             *(_axis(a, "axis").tolist() for a in (src_lat, src_lon, dst_lat, dst_lon)),
-            thread_count(threads),
+            threads,
         )
         return res
     if out is not None:
@@ -708,9 +755,10 @@ def regular_grid(step: float) -> tuple[np.ndarray, np.ndarray]:
 def flip_lat(data: np.ndarray, *, native: bool | None = None, threads: int | None = None):
     """Reverses the latitude axis (the second to last)."""
     data = as_float_array(data)
+    threads = thread_count(threads)  # checked for the twin too
     if use_native(native):
         res = np.empty_like(data)
-        _native().flip_lat(data, res, thread_count(threads))
+        _native().flip_lat(data, res, threads)
         return res
     return np.ascontiguousarray(data[..., ::-1, :])
 
@@ -722,9 +770,10 @@ def roll_lon(
     data = as_float_array(data)
     if not isinstance(shift, int | np.integer):
         raise TypeError(f"shift must be an integer, got {shift!r}")
+    threads = thread_count(threads)  # checked for the twin too
     if use_native(native):
         res = np.empty_like(data)
-        _native().roll_lon(data, res, int(shift), thread_count(threads))
+        _native().roll_lon(data, res, int(shift), threads)
         return res
     return np.roll(data, int(shift), axis=-1)
 
@@ -768,9 +817,10 @@ def add_noise(
         raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
     if not (isinstance(std, int | float) and math.isfinite(std) and std >= 0):
         raise ValueError(f"noise std must be a finite number >= 0, got {std!r}")
+    threads = thread_count(threads)  # checked for the twin too
     if use_native(native):
         res = np.empty_like(data)
-        _native().add_noise(data, res, float(std), int(seed), thread_count(threads))
+        _native().add_noise(data, res, float(std), int(seed), threads)
         return res
     flat = data.reshape(-1)
     out = np.empty_like(flat)
@@ -808,7 +858,8 @@ def pipeline(
 
     Pass 1 reads `train` (default: `data`) for the statistics unless `stats` is given; pass 2
     reads `data` once and writes the normalised, filled tiles (or the whole cube without
-    `patch`). Latitude padding counts as missing: it gets the fill value and mask False.
+    `patch`). Non-finite values (NaN, ±inf) and latitude padding are missing: they get the fill
+    value (NaN without one) and mask False.
     """
     data = _check_cube(data)
     nvar = cube_dims(data.shape)[1]
@@ -823,6 +874,7 @@ def pipeline(
         stats = _compute_stats(src, names=names, native=native, threads=threads)
     _check_stats(stats, nvar)
     shape = data.shape if patch is None else patch.out_shape(data.shape)
+    threads = thread_count(threads)  # checked for the twin too
     if use_native(native):
         res = _alloc(out, shape, data.dtype)
         valid = np.empty(shape, dtype=bool) if mask else None
@@ -834,7 +886,7 @@ def pipeline(
             fill,
             None if patch is None else patch.as_tuple(),
             valid,
-            thread_count(threads),
+            threads,
         )
         return PipelineResult(stats, res, valid)
     if out is not None:

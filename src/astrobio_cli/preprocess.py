@@ -507,7 +507,10 @@ def preprocess(
     except ValueError as exc:
         raise UsageError(f"--fill: {exc}") from None
     native = dc.use_native(native)
-    threads = dc.thread_count(threads)
+    try:
+        threads = dc.thread_count(threads)
+    except ValueError as exc:  # over the bound, from the argument or the setting
+        raise UsageError(str(exc)) from None
     try:
         given = dc.Stats.load(stats_from) if stats_from is not None else None
         target = None if regrid is None else dc.regular_grid(regrid)
@@ -620,7 +623,7 @@ def preprocess(
             for v, name in enumerate(names):
                 if s.count[v] == 0:
                     raise UserError(
-                        f"variable {name} has no valid (non-NaN) values in the training samples; "
+                        f"variable {name} has no valid (finite) values in the training samples; "
                         "drop it with --vars"
                     )
                 if not s.std[v] > 0:

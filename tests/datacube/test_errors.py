@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -165,10 +166,8 @@ def test_native_rejects_bad_calls_with_python_errors():
         (ValueError, lambda: _native.flip_lat(np.zeros(3), np.zeros(3))),
         (ValueError, lambda: _native.roll_lon(x, out[:1], 1)),
         (ValueError, lambda: _native.add_noise(x, out, -1.0, 0)),
-        (
-            ValueError,
-            lambda: _native.stats(x, threads=-1) if False else _native.add_noise(x, out, np.nan, 0),
-        ),
+        (ValueError, lambda: _native.add_noise(x, out, np.nan, 0)),
+        (ValueError, lambda: _native.stats(x, threads=-1)),
     ]
     for exc, call in cases:
         with pytest.raises(exc):
@@ -193,3 +192,134 @@ def test_no_panic_reaches_python():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "panicked" not in r.stderr and r.stdout.strip().endswith("ok")
+
+
+# -- threads: bounded, and rejected before a single thread starts ---------------------------
+
+
+def over_the_bound() -> int:
+    """More threads than any bound of 4x the logical cores allows."""
+    return 4 * (os.cpu_count() or 1) + 1
+
+
+def native_calls(x: np.ndarray, **kw) -> dict:
+    out = np.empty_like(x)
+    tiles = np.empty(dc.PatchSpec(2, 2).out_shape(x.shape), x.dtype)
+    axes = ([0.0, 1, 2, 3], [0.0, 1, 2, 3, 4], [0.5], [0.5])
+    return {
+        "stats": lambda: _native.stats(x, **kw),
+        "normalize": lambda: _native.normalize(x, out, [0.0] * 3, [1.0] * 3, **kw),
+        "pipeline": lambda: _native.pipeline(
+            x, tiles, [0.0] * 3, [1.0] * 3, None, (0, 1, 2, 2, 2, 2, 0), **kw
+        ),
+        "patches": lambda: _native.patches(x, tiles, (0, 1, 2, 2, 2, 2, 0), **kw),
+        "regrid": lambda: _native.regrid(
+            x, np.empty((2, 3, 2, 1, 1), x.dtype), *map(list, axes), **kw
+        ),
+        "flip_lat": lambda: _native.flip_lat(x, out, **kw),
+        "roll_lon": lambda: _native.roll_lon(x, out, 1, **kw),
+        "add_noise": lambda: _native.add_noise(x, out, 1.0, 0, **kw),
+    }
+
+
+@BOTH
+def test_too_many_threads_is_a_value_error_naming_the_bound(native):
+    x = good()
+    with pytest.raises(ValueError, match=r"threads=\d+ is more than the maximum of \d+"):
+        dc.stats(x, native=native, threads=over_the_bound())
+    with pytest.raises(ValueError, match=r"threads=1000000 is more than"):
+        dc.normalize(x, some_stats(), native=native, threads=10**6)
+    # the bound itself is allowed, and so is 0 (all cores)
+    assert dc.max_threads() >= 4
+    dc.stats(x, native=native, threads=dc.max_threads())
+    dc.stats(x, native=native, threads=0)
+
+
+def test_too_many_threads_from_the_setting_is_named(monkeypatch):
+    from astrobio_cli import settings
+
+    monkeypatch.setenv("ASTROBIO_THREADS", str(over_the_bound()))
+    settings.configure(None, None)
+    with pytest.raises(ValueError, match=r"the threads setting \(ASTROBIO_THREADS\)"):
+        dc.stats(good())
+
+
+@pytest.mark.parametrize("threads", ["over", 10**6, 2**40, 2**64 - 1])
+def test_native_rejects_too_many_threads_before_starting_any(threads):
+    # The binding is safe on its own: a million threads is refused up front, not spawned.
+    n = over_the_bound() if threads == "over" else threads
+    for call in native_calls(good(), threads=n).values():
+        with pytest.raises(ValueError, match=rf"threads={n} is more than the maximum"):
+            call()
+    assert _native.max_threads() == dc.max_threads()
+
+
+# -- sizes: checked arithmetic in the binding, out-of-range ints are ValueError ------------
+
+
+def test_native_patch_sizes_that_would_wrap_around_are_value_errors():
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 1, 4, 4)
+    # padding 2**62 with latitude stride 2: (2**62 + 1) lat tiles x 4 lon tiles is 2**64 + 4,
+    # which wrapped to 4 tiles, every one of them padding
+    out = np.zeros((1, 4, 1, 1, 4, 1), np.float32)
+    with pytest.raises(ValueError, match="too large"):
+        _native.patches(x, out, (0, 1, 4, 1, 2, 1, 2**62), 7.0)
+    with pytest.raises(ValueError, match="too large"):
+        _native.pipeline(x, out, [0.0], [1.0], 0.0, (0, 1, 4, 1, 2, 1, 2**62))
+    # padding 2**64 - 1: twice that wrapped to -2 rows, i.e. no padding and a shifted tile
+    out = np.zeros((1, 1, 1, 1, 2, 4), np.float32)
+    with pytest.raises(ValueError, match="too large"):
+        _native.patches(x, out, (0, 1, 2, 4, 1, 4, 2**64 - 1), 7.0)
+    assert not out.any()  # nothing was written
+    # the wrapper says so too, before allocating anything
+    with pytest.raises(ValueError, match="too large"):
+        dc.patches(x, dc.PatchSpec(4, 1, 2, 1, 2**62))
+
+
+HUGE = 2**2000
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("threads", lambda x, o: _native.stats(x, threads=-1)),
+        ("threads", lambda x, o: _native.stats(x, threads=2**64)),
+        ("threads", lambda x, o: _native.flip_lat(x, o, threads=-(2**70))),
+        ("spec", lambda x, o: _native.patches(x, o, (0, 1, 2, 2, 1, 1, 2**64))),
+        ("spec", lambda x, o: _native.patches(x, o, (0, 1, 2, 2, 1, 1, -1))),
+        ("spec", lambda x, o: _native.pipeline(x, o, [0.0] * 3, [1.0] * 3, None, (-1,) * 7)),
+        ("shift", lambda x, o: _native.roll_lon(x, o, 2**63)),
+        ("shift", lambda x, o: _native.roll_lon(x, o, -(2**63) - 1)),
+        ("seed", lambda x, o: _native.add_noise(x, o, 1.0, -1)),
+        ("seed", lambda x, o: _native.add_noise(x, o, 1.0, 2**64)),
+        ("std", lambda x, o: _native.add_noise(x, o, HUGE, 0)),
+        ("pad_value", lambda x, o: _native.patches(x, o, (0, 1, 2, 2, 1, 1, 0), HUGE)),
+        ("mean", lambda x, o: _native.normalize(x, o, [0.0, HUGE, 0.0], [1.0] * 3)),
+        ("std", lambda x, o: _native.pipeline(x, o, [0.0] * 3, [1.0, 1.0, HUGE])),
+        ("fill", lambda x, o: _native.normalize(x, o, [0.0] * 3, [1.0] * 3, HUGE)),
+        ("src_lat", lambda x, o: _native.regrid(x, o, [HUGE] * 4, [0.0] * 5, [0.0], [0.0])),
+        ("dst_lon", lambda x, o: _native.regrid(x, o, [0.0] * 4, [0.0] * 5, [0.0], [-HUGE])),
+    ],
+)
+def test_native_out_of_range_numbers_are_value_errors_naming_the_argument(name, call):
+    x = good()
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        call(x, np.empty_like(x))
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("threads", lambda x, o: _native.stats(x, threads=1.5)),
+        ("threads", lambda x, o: _native.stats(x, threads="2")),
+        ("spec", lambda x, o: _native.patches(x, o, (0, 1, 2, 2.0, 1, 1, 0))),
+        ("spec", lambda x, o: _native.patches(x, o, "0,1,2,2,1,1,0")),
+        ("shift", lambda x, o: _native.roll_lon(x, o, 1.0)),
+        ("seed", lambda x, o: _native.add_noise(x, o, 1.0, None)),
+        ("mean", lambda x, o: _native.normalize(x, o, "abc", [1.0] * 3)),
+    ],
+)
+def test_native_wrong_number_types_are_type_errors_naming_the_argument(name, call):
+    x = good()
+    with pytest.raises(TypeError, match=rf"\b{name}\b"):
+        call(x, np.empty_like(x))

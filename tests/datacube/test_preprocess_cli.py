@@ -226,7 +226,7 @@ def test_all_nan_variable_is_named(tmp_path):
     make_series(tmp_path / "s.nc", 2, nan_var="PS")
     r = invoke("preprocess", str(tmp_path / "s.nc"), str(tmp_path / "o.zarr"))
     assert r.returncode == 1
-    assert "variable PS has no valid (non-NaN) values" in r.stderr
+    assert "variable PS has no valid (finite) values" in r.stderr
     assert not (tmp_path / "o.zarr").exists()
 
 
@@ -283,3 +283,34 @@ def test_interrupted_run_leaves_nothing_at_out(tmp_path):
     assert r.returncode == 0, r.stderr
     assert xr.open_zarr(out)["T"].shape == (40, 17, 64, 128)
     assert not list(tmp_path.glob(".o.zarr.tmp-*"))
+
+
+def test_infinite_values_are_missing_not_a_constant_variable(tmp_path):
+    # One +inf and one -inf used to give mean NaN / std 0 natively: "constant (std 0)".
+    ds = make_series(tmp_path / "s.nc", 3)
+    ds["PS"][0, 5, 7] = np.inf
+    ds["PS"][1, 9, 3] = -np.inf
+    ds.to_netcdf(tmp_path / "inf.nc")
+    out = tmp_path / "o.zarr"
+    r = invoke("preprocess", str(tmp_path / "inf.nc"), str(out), "--split", "all", "--fill", "0")
+    assert r.returncode == 0, r.stderr
+    ps = ds["PS"].values.astype(np.float64)
+    finite = ps[np.isfinite(ps)]
+    st = stats_json(out)["PS"]
+    assert st["count"] == finite.size == ps.size - 2
+    assert st["mean"] == pytest.approx(finite.mean(), rel=1e-9)
+    assert st["std"] == pytest.approx(finite.std(), rel=1e-9)
+    got = xr.open_zarr(out)["PS"].values
+    assert np.isfinite(got).all()
+    assert got[0, 5, 7] == pytest.approx((0.0 - finite.mean()) / finite.std(), rel=1e-5)
+
+
+@pytest.mark.parametrize("threads", ["over", "5000"])
+def test_too_many_threads_is_one_clear_line(tmp_path, threads):
+    n = str(4 * (os.cpu_count() or 1) + 1) if threads == "over" else threads
+    out = tmp_path / "o.zarr"
+    r = invoke("preprocess", str(NCEP), str(out), "--vars", "PS", "--threads", n)
+    assert r.returncode == 2, r.stderr
+    assert f"--threads {n} is more than the maximum of" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()

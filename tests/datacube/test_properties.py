@@ -1,7 +1,7 @@
 """Property tests: the Rust kernels equal the NumPy twin (the oracle) within float tolerance.
 
 Random shapes (2 to 7 axes, empty and length-1 axes included), NaN patterns from none to all,
-float32 and float64, 1 and 2 threads.
++inf and -inf sprinkled in, float32 and float64, 1 and 2 threads.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ def cubes(draw, min_dims=2, max_dims=7, min_side=0):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal(shape) * 20 + 280).astype(dtype)
     x[rng.random(shape) < nan_fraction] = np.nan
+    # infinities are missing data too (stats skip them, normalize fills them)
+    inf_fraction = draw(st.sampled_from([0.0, 0.0, 0.1]))
+    x[rng.random(shape) < inf_fraction / 2] = np.inf
+    x[rng.random(shape) < inf_fraction / 2] = -np.inf
     return x
 
 

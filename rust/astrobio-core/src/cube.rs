@@ -59,7 +59,9 @@ impl Dims {
             ));
         }
         let at = |k: usize| if n >= k { shape[n - k] } else { 1 };
-        let samples = shape[..n.saturating_sub(4)].iter().product();
+        let Some(samples) = checked_product(&shape[..n.saturating_sub(4)]) else {
+            return err(format!("data shape {shape:?} is too large"));
+        };
         let dims = Dims::new(samples, at(4), at(3), at(2), at(1));
         dims.len()?;
         Ok(dims)
@@ -97,6 +99,11 @@ impl Dims {
         }
         Ok(())
     }
+}
+
+/// The product of `xs` (1 when empty), or `None` when it overflows.
+pub fn checked_product(xs: &[usize]) -> Option<usize> {
+    xs.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
 /// Calls `f(var, range)` for each maximal piece of the flat range `start..start + len` that
@@ -137,6 +144,11 @@ mod tests {
         assert!(Dims::from_shape(&[4]).is_err());
         assert!(Dims::from_shape(&[1; 8]).is_err());
         assert!(Dims::from_shape(&[usize::MAX, 2, 1, 1, 1]).is_err());
+        // the sample axes' product is checked too (it used to wrap to 0 samples)
+        assert!(Dims::from_shape(&[1 << 32, 1 << 32, 1, 1, 1, 1]).is_err());
+        assert!(Dims::from_shape(&[1 << 40, 1 << 40, 0, 1, 1, 1]).is_err());
+        assert_eq!(checked_product(&[]), Some(1));
+        assert_eq!(checked_product(&[usize::MAX, 2]), None);
     }
 
     #[test]

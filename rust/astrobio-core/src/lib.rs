@@ -13,3 +13,4 @@ pub mod reduce;
 pub mod regrid;
 mod simd;
 pub mod stats;
+pub mod threads;

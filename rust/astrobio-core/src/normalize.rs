@@ -1,6 +1,8 @@
-//! Normalisation with given statistics, fused with NaN filling and a validity mask.
+//! Normalisation with given statistics, fused with filling missing values and a validity mask.
 //!
 //! One pass: read x, write `(x - mean) / std` (or its inverse) and optionally a mask byte.
+//! Missing means non-finite: NaN, +inf and -inf all get the fill (NaN with `Fill::Keep`) and
+//! mask false, as in the statistics, which skip them.
 //! The fill value is given in the units of the input: raw units for `normalize`, normalised
 //! units for `denormalize`; `Fill::Mean` is the variable mean (0 after normalising).
 
@@ -10,10 +12,10 @@ use crate::cube::{err, segments, CubeError, Dims, CHUNK};
 use crate::elem::Elem;
 use crate::simd::{dispatch, prefetch, PREFETCH};
 
-/// What a NaN in the input becomes.
+/// What a missing (non-finite: NaN, ±inf) input value becomes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fill {
-    /// Stays NaN.
+    /// NaN (an infinity becomes NaN too: it is missing, not a value).
     Keep,
     /// This value, in the input's units.
     Value(f64),
@@ -29,7 +31,7 @@ pub enum Direction {
     Denormalize,
 }
 
-/// `y = (x - shift) * scale + offset`, and a NaN input gives `fill`.
+/// `y = (x - shift) * scale + offset`, and a non-finite input (NaN, ±inf) gives `fill`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Affine {
     pub shift: f64,
@@ -41,7 +43,7 @@ pub struct Affine {
 impl Affine {
     #[inline(always)]
     pub fn apply(&self, v: f64) -> f64 {
-        if v.is_nan() {
+        if !v.is_finite() {
             self.fill
         } else {
             (v - self.shift) * self.scale + self.offset
@@ -113,7 +115,7 @@ pub(crate) fn piece_generic<T: Elem>(xs: &[T], out: &mut [T], p: Affine) {
         for (o, &x) in o.iter_mut().zip(x) {
             let v = x.to_f64();
             let y = (v - p.shift) * p.scale + p.offset;
-            *o = T::from_f64(if v.is_nan() { p.fill } else { y });
+            *o = T::from_f64(if v.is_finite() { y } else { p.fill });
         }
     }
 }
@@ -141,7 +143,7 @@ fn piece_stream_generic<T: Elem>(xs: &[T], out: &mut [T], p: Affine) {
         for (y, &x) in line[..per_line].iter_mut().zip(x) {
             let v = x.to_f64();
             let r = (v - p.shift) * p.scale + p.offset;
-            *y = T::from_f64(if v.is_nan() { p.fill } else { r });
+            *y = T::from_f64(if v.is_finite() { r } else { p.fill });
         }
         stream_line(o, &line);
     }
@@ -189,7 +191,7 @@ fn piece_mask_generic<T: Elem>(xs: &[T], out: &mut [T], mask: &mut [bool], p: Af
         prefetch(xs, k * LINE + PREFETCH + LINE / 2);
         for ((o, m), &x) in o.iter_mut().zip(m.iter_mut()).zip(x) {
             let v = x.to_f64();
-            let ok = !v.is_nan();
+            let ok = v.is_finite();
             let y = (v - p.shift) * p.scale + p.offset;
             *o = T::from_f64(if ok { y } else { p.fill });
             *m = ok;
@@ -202,7 +204,7 @@ dispatch!(fn piece_stream<T: Elem>(xs: &[T], out: &mut [T], p: Affine) -> () => 
 dispatch!(fn piece_mask<T: Elem>(xs: &[T], out: &mut [T], mask: &mut [bool], p: Affine) -> () => piece_mask_generic);
 
 /// Applies one [`Affine`] per variable to `data`, writing `out` and, when given, `mask`
-/// (true where the input was not NaN).
+/// (true where the input was finite).
 pub fn apply<T: Elem>(
     data: &[T],
     dims: Dims,
@@ -256,7 +258,7 @@ pub fn apply<T: Elem>(
     Ok(())
 }
 
-/// `normalize` or `denormalize` with per-variable `mean` and `std`, filling NaN.
+/// `normalize` or `denormalize` with per-variable `mean` and `std`, filling missing values.
 #[allow(clippy::too_many_arguments)]
 pub fn normalize<T: Elem>(
     data: &[T],
@@ -295,6 +297,32 @@ mod tests {
         .unwrap();
         assert_eq!(out, [-1.0, -2.0, 1.0, -1.0, 1.0, -3.0]);
         assert_eq!(mask, [true, false, true, true, true, false]);
+    }
+
+    #[test]
+    fn infinities_are_missing_like_nan() {
+        let dims = Dims::new(1, 1, 1, 1, 4);
+        let data = [f32::INFINITY, 3.0, f32::NEG_INFINITY, f32::NAN];
+        for (fill, want) in [(Fill::Value(0.0), -2.0), (Fill::Mean, 0.0)] {
+            let mut out = [9.0f32; 4];
+            let mut mask = [true; 4];
+            let p = affine_params(&[2.0], &[1.0], fill, Direction::Normalize).unwrap();
+            apply(&data, dims, &p, &mut out, Some(&mut mask)).unwrap();
+            assert_eq!(out, [want, 1.0, want, want]);
+            assert_eq!(mask, [false, true, false, false]);
+            // the unmasked and streaming kernels agree
+            let mut plain = [9.0f32; 4];
+            apply(&data, dims, &p, &mut plain, None).unwrap();
+            assert_eq!(plain, out);
+            let mut streamed = [9.0f32; 4];
+            piece_stream(&data, &mut streamed, p[0]);
+            assert_eq!(streamed, out);
+        }
+        let p = affine_params(&[2.0], &[1.0], Fill::Keep, Direction::Denormalize).unwrap();
+        let mut out = [0.0f32; 4];
+        apply(&data, dims, &p, &mut out, None).unwrap();
+        assert!(out[0].is_nan() && out[2].is_nan() && out[3].is_nan());
+        assert_eq!(out[1], 5.0);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use crate::cube::{err, CubeError, Dims};
+use crate::cube::{checked_product, err, CubeError, Dims};
 use crate::elem::Elem;
 use crate::normalize::{piece_generic, Affine};
 use crate::simd::{dispatch, prefetch};
@@ -26,6 +26,9 @@ pub struct PatchSpec {
 }
 
 /// How many tiles fit along each axis, and the size of a tile.
+///
+/// Built by [`PatchSpec::grid`], which checks that the tile count and every index into the
+/// padded grid fit in `usize` (and the padded latitude index in `isize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PatchGrid {
     pub lev_tiles: usize,
@@ -35,12 +38,16 @@ pub struct PatchGrid {
 }
 
 impl PatchGrid {
-    pub fn tiles(&self) -> usize {
-        self.lev_tiles * self.lat_tiles * self.lon_tiles
+    /// Tiles per sample, or an error when the product overflows.
+    pub fn tiles(&self) -> Result<usize, CubeError> {
+        checked_product(&[self.lev_tiles, self.lat_tiles, self.lon_tiles])
+            .map_or_else(|| err("patch tile count is too large"), Ok)
     }
 }
 
 impl PatchSpec {
+    /// The tile grid for `dims`, with every size computed in checked arithmetic: a spec whose
+    /// padding, tile count or output size does not fit is an error, never a wrapped value.
     pub fn grid(&self, dims: &Dims) -> Result<PatchGrid, CubeError> {
         if self.lat == 0 || self.lon == 0 || self.lat_stride == 0 || self.lon_stride == 0 {
             return err("patch sizes and strides must be >= 1");
@@ -52,7 +59,18 @@ impl PatchSpec {
                 self.lev_stride, dims.levs
             ));
         }
-        let padded = dims.lats + 2 * self.lat_pad;
+        // Tiles index the padded rows with isize (row - lat_pad), so the padded grid must fit.
+        let padded = self
+            .lat_pad
+            .checked_mul(2)
+            .and_then(|p| p.checked_add(dims.lats))
+            .filter(|&p| isize::try_from(p).is_ok());
+        let Some(padded) = padded else {
+            return err(format!(
+                "latitude padding of {} rows each side is too large for {} latitudes",
+                self.lat_pad, dims.lats
+            ));
+        };
         if self.lat > padded {
             return err(format!(
                 "patch of {} latitudes does not fit {} latitudes plus {} padding rows each side",
@@ -70,21 +88,41 @@ impl PatchSpec {
         } else {
             (dims.levs - lev_size) / self.lev_stride + 1
         };
-        Ok(PatchGrid {
+        let g = PatchGrid {
             lev_tiles,
             lat_tiles: (padded - self.lat) / self.lat_stride + 1,
             lon_tiles: dims.lons.div_ceil(self.lon_stride),
             lev_size,
-        })
+        };
+        self.out_len_of(dims, &g)?;
+        Ok(g)
+    }
+
+    fn out_len_of(&self, dims: &Dims, g: &PatchGrid) -> Result<usize, CubeError> {
+        let tiles = g.tiles()?;
+        checked_product(&[
+            dims.samples,
+            tiles,
+            dims.vars,
+            g.lev_size,
+            self.lat,
+            self.lon,
+        ])
+        .map_or_else(
+            || {
+                err(format!(
+                    "patch output is too large: {} samples x {tiles} tiles x {} variables x \
+                         {} x {} x {} elements overflow",
+                    dims.samples, dims.vars, g.lev_size, self.lat, self.lon
+                ))
+            },
+            Ok,
+        )
     }
 
     /// Output length for `dims`.
     pub fn out_len(&self, dims: &Dims) -> Result<usize, CubeError> {
-        let g = self.grid(dims)?;
-        [g.tiles(), dims.vars, g.lev_size, self.lat, self.lon]
-            .iter()
-            .try_fold(dims.samples, |a, &d| a.checked_mul(d))
-            .map_or_else(|| err("patch output is too large"), Ok)
+        self.out_len_of(dims, &self.grid(dims)?)
     }
 }
 
@@ -92,7 +130,8 @@ impl PatchSpec {
 ///
 /// With `params`, each element goes through its variable's [`Affine`] (normalise + fill) and
 /// padding is treated as NaN input; without, elements are copied and padding is `pad_value`.
-/// `mask`, when given, is true where the input was a real, non-NaN value.
+/// `mask`, when given, is true where the input was a real, finite value (NaN, ±inf and padding
+/// are missing).
 pub fn patches<T: Elem>(
     data: &[T],
     dims: Dims,
@@ -126,6 +165,7 @@ pub fn patches<T: Elem>(
     // One task per band of tiles sharing (sample, lev tile, lat tile): its output is
     // contiguous, and it reads each source row once, front to back, writing the row's pieces
     // into every lon tile (reading tile by tile would jump a whole row per 32 elements).
+    // No overflow: `band` divides `want`, which `out_len` computed in checked arithmetic.
     let band = g.lon_tiles * dims.vars * g.lev_size * spec.lat * spec.lon;
     let one = |b: usize, o: &mut [T], m: Option<&mut [bool]>| {
         tile_band(data, &dims, &spec, &g, params, pad_value, b, o, m)
@@ -189,7 +229,7 @@ fn tile_band_generic<T: Elem>(
                 });
                 // Rows are short (a few KiB), too short for the hardware prefetcher to ramp
                 // up: ask for the row after next while this one is copied.
-                let ahead = y + 2;
+                let ahead = y.saturating_add(2);
                 if ahead >= 0 && (ahead as usize) < dims.lats {
                     let row = plane + ahead as usize * dims.lons;
                     for k in (0..dims.lons).step_by(16) {
@@ -215,7 +255,7 @@ fn tile_band_generic<T: Elem>(
 }
 
 /// Writes `src[x0..x0 + out.len()]` (wrapping once at the end of the row) to `out`, through
-/// `p` when given; `mask` gets "not NaN".
+/// `p` when given; `mask` gets "finite".
 #[inline(always)]
 fn row_piece<T: Elem>(
     src: &[T],
@@ -235,7 +275,7 @@ fn row_piece<T: Elem>(
         }
         if let Some(m) = mask.as_deref_mut() {
             for (mk, &x) in m[at..at + xs.len()].iter_mut().zip(xs) {
-                *mk = !x.to_f64().is_nan();
+                *mk = x.to_f64().is_finite();
             }
         }
     }
@@ -314,6 +354,41 @@ mod tests {
         assert_eq!(out, [0.0, 1.0, 2.0, 3.0]);
         let sp = PatchSpec { lev: 5, ..sp };
         assert!(sp.grid(&dims).is_err());
+    }
+
+    #[test]
+    fn sizes_that_would_overflow_are_errors_not_wrapped() {
+        let dims = Dims::new(1, 1, 1, 4, 4);
+        // (2**62 + 1) lat tiles x 4 lon tiles used to wrap to 4 tiles, all padding
+        let wraps_tiles = spec(4, 1, 2, 1, 1 << 62);
+        let e = wraps_tiles.grid(&dims).unwrap_err();
+        assert!(e.0.contains("too large"), "{e}");
+        // padding that fits, but (2**62 + 1) x 4 tiles do not
+        let e = spec(4, 1, 1, 1, 1 << 61).grid(&dims).unwrap_err();
+        assert!(e.0.contains("tile count is too large"), "{e}");
+        let mut out = vec![0.0f32; 16];
+        assert!(patches(&[0.0f32; 16], dims, wraps_tiles, None, 7.0, &mut out, None).is_err());
+        assert!(out.iter().all(|&v| v == 0.0));
+        // 2 * (2**64 - 1) used to wrap to -2 rows: no padding and a shifted tile
+        let wraps_pad = spec(2, 4, 1, 4, usize::MAX);
+        assert!(wraps_pad.grid(&dims).unwrap_err().0.contains("padding"));
+        // padding that fits usize but not isize (tiles index rows as isize)
+        assert!(spec(2, 4, 1, 4, (isize::MAX as usize) / 2 + 1)
+            .grid(&dims)
+            .is_err());
+        // a large but sound padding is fine as long as the output fits
+        let g = spec(4, 4, usize::MAX / 4, 4, 1 << 40).grid(&dims).unwrap();
+        assert_eq!((g.lat_tiles, g.tiles().unwrap()), (1, 1));
+        // overflow in the output size (samples x tiles x ...)
+        let big = Dims::new(usize::MAX / 2, 1, 1, 4, 4);
+        assert!(spec(1, 1, 1, 1, 0).out_len(&big).is_err());
+        let g = PatchGrid {
+            lev_tiles: usize::MAX,
+            lat_tiles: 2,
+            lon_tiles: 1,
+            lev_size: 1,
+        };
+        assert!(g.tiles().is_err());
     }
 
     #[test]

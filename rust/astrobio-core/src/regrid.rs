@@ -3,8 +3,8 @@
 //! Interpolation is bilinear in (lat, lon) degrees. Longitude is periodic (360 degrees), so a
 //! target point between the last and the first source longitude interpolates across the date
 //! line. A target latitude beyond the outermost source row (toward a pole) takes that row's
-//! values. NaN sources are dropped and the remaining weights renormalised; a target point whose
-//! neighbours with non-zero weight are all NaN is NaN.
+//! values. Missing (non-finite: NaN, ±inf) sources are dropped and the remaining weights
+//! renormalised; a target point whose neighbours with non-zero weight are all missing is NaN.
 
 use rayon::prelude::*;
 
@@ -159,7 +159,7 @@ pub fn regrid<T: Elem>(
                 let (mut num, mut den) = (0.0, 0.0);
                 for (v, w) in pts {
                     let v = v.to_f64();
-                    if w > 0.0 && !v.is_nan() {
+                    if w > 0.0 && v.is_finite() {
                         num += w * v;
                         den += w;
                     }
@@ -222,6 +222,19 @@ mod tests {
         // (0, 1) has NaN on both weighted neighbours; (1, 1) is one NaN point
         assert!(out[1].is_nan() && out[3].is_nan());
         assert_eq!(out[2], 1.0);
+    }
+
+    #[test]
+    fn infinite_neighbours_are_dropped_like_nan() {
+        let lat = [0.0, 1.0];
+        let lon = [0.0, 1.0];
+        let data = [1.0f64, f64::INFINITY, 3.0, f64::NEG_INFINITY];
+        let wl = lat_weights(&lat, &[0.5]).unwrap();
+        let wx = lon_weights(&lon, &[0.5, 1.0]).unwrap();
+        let mut out = vec![0.0; 2];
+        regrid(&data, 1, 2, 2, &wl, &wx, &mut out).unwrap();
+        assert_eq!(out[0], 2.0);
+        assert!(out[1].is_nan());
     }
 
     #[test]

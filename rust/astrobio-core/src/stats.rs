@@ -1,4 +1,7 @@
-//! Per-variable count, mean, standard deviation, minimum and maximum, ignoring NaN.
+//! Per-variable count, mean, standard deviation, minimum and maximum of the finite values.
+//!
+//! Non-finite values (NaN, +inf, -inf) are missing data and skipped, as NumPy's twin does: one
+//! +inf and one -inf would otherwise make the mean NaN and the spread meaningless.
 //!
 //! One parallel pass over memory. The array is cut into fixed tasks of [`CHUNK`] elements
 //! (independent of the thread count); inside a task each piece that belongs to one variable is
@@ -14,7 +17,7 @@ use crate::elem::Elem;
 use crate::reduce::Moments;
 use crate::simd::{dispatch, prefetch, PREFETCH};
 
-/// Statistics of one variable. Empty (all NaN) gives count 0 and NaN everywhere else.
+/// Statistics of one variable. Empty (no finite value) gives count 0 and NaN everywhere else.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VarStats {
     pub moments: Moments,
@@ -77,7 +80,7 @@ impl VarStats {
 const LANES: usize = 8;
 #[inline(always)]
 fn piece_stats_generic<T: Elem>(xs: &[T]) -> VarStats {
-    let Some(first) = xs.iter().map(|x| x.to_f64()).find(|x| !x.is_nan()) else {
+    let Some(first) = xs.iter().map(|x| x.to_f64()).find(|x| x.is_finite()) else {
         return VarStats::EMPTY;
     };
     // LANES independent accumulators so the loop vectorises (no single serial dependency).
@@ -91,18 +94,18 @@ fn piece_stats_generic<T: Elem>(xs: &[T]) -> VarStats {
         prefetch(xs, k * LANES + PREFETCH);
         for l in 0..LANES {
             let v = c[l].to_f64();
-            let ok = !v.is_nan();
+            let ok = v.is_finite();
             let d = if ok { v - first } else { 0.0 };
             n[l] += if ok { 1.0 } else { 0.0 };
             s1[l] += d;
             s2[l] += d * d;
-            lo[l] = if v < lo[l] { v } else { lo[l] };
-            hi[l] = if v > hi[l] { v } else { hi[l] };
+            lo[l] = if ok && v < lo[l] { v } else { lo[l] };
+            hi[l] = if ok && v > hi[l] { v } else { hi[l] };
         }
     }
     for (l, x) in it.remainder().iter().enumerate() {
         let v = x.to_f64();
-        if !v.is_nan() {
+        if v.is_finite() {
             n[l] += 1.0;
             s1[l] += v - first;
             s2[l] += (v - first) * (v - first);
@@ -170,7 +173,7 @@ mod tests {
     use super::*;
 
     fn serial(xs: &[f64]) -> (u64, f64, f64, f64, f64) {
-        let v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+        let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
         let n = v.len() as f64;
         let mean = v.iter().sum::<f64>() / n;
         let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
@@ -275,6 +278,35 @@ mod tests {
         assert_eq!(got[0].mean(), 2.0);
         assert_eq!(got[1].count(), 0);
         assert!(got[1].mean().is_nan() && got[1].std().is_nan() && got[1].min().is_nan());
+    }
+
+    #[test]
+    fn infinities_are_missing_like_nan() {
+        // One +inf and one -inf used to give mean NaN and std 0.
+        let data = [1.0f64, f64::INFINITY, 3.0, f64::NEG_INFINITY, 5.0, f64::NAN];
+        let got = stats(&data, Dims::new(1, 1, 1, 1, 6)).unwrap();
+        assert_eq!(got[0].count(), 3);
+        assert_eq!((got[0].mean(), got[0].min(), got[0].max()), (3.0, 1.0, 5.0));
+        assert!((got[0].std() - (8.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        // an infinity first in a piece, and in the vectorised body of a long piece
+        let mut long: Vec<f32> = (0..1000).map(|i| (i % 10) as f32).collect();
+        long[0] = f32::NEG_INFINITY;
+        long[517] = f32::INFINITY;
+        let got = stats(&long, Dims::new(1, 1, 1, 1, 1000)).unwrap();
+        let want = serial(&long.iter().map(|&x| x as f64).collect::<Vec<_>>());
+        assert_eq!(got[0].count(), want.0);
+        assert_eq!(want.0, 998);
+        assert!((got[0].mean() - want.1).abs() < 1e-12);
+        assert!((got[0].std() - want.2).abs() < 1e-12);
+        assert_eq!((got[0].min(), got[0].max()), (want.3, want.4));
+        // only infinities: empty
+        let got = stats(
+            &[f64::INFINITY, f64::NEG_INFINITY],
+            Dims::new(1, 1, 1, 1, 2),
+        )
+        .unwrap();
+        assert_eq!(got[0].count(), 0);
+        assert!(got[0].mean().is_nan() && got[0].max().is_nan());
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Thin PyO3 wrappers over `astrobio-core`, built by maturin into `astrobio_cli._native`.
 //!
 //! Each wrapper validates its input, releases the GIL for the computation and turns
-//! errors into Python exceptions; no panic is allowed to cross into Python.
+//! errors into Python exceptions; no panic is allowed to cross into Python. The binding is safe
+//! on its own, without the checks of `astrobio_cli.datacube`: every size is computed in checked
+//! arithmetic (in `astrobio-core`), `threads` is bounded (4x the logical cores) before a thread
+//! starts, and a number out of range (a huge Python int, a negative size) is a ValueError
+//! naming the argument, a wrong type a TypeError, as the stubs promise (never OverflowError).
 //!
 //! Arrays must be C-contiguous, native-endian float32 or float64 (`astrobio_cli.datacube`
 //! copies anything else before calling in); outputs are allocated by the caller and passed as
@@ -10,18 +14,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use astrobio_core::cube::{CubeError, Dims};
+use astrobio_core::cube::{checked_product, CubeError, Dims};
 use astrobio_core::elem::Elem;
 use astrobio_core::normalize::{Direction, Fill};
 use astrobio_core::patches::PatchSpec;
+use astrobio_core::threads::{logical_cores, max_threads as thread_bound, resolve};
 use astrobio_core::{augment, normalize as norm, patches as tiles, regrid as grid, stats as st};
 use numpy::{
     Element, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArrayDyn, PyReadwriteArrayDyn,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyString, PyTuple};
+use pyo3::Borrowed;
 use rayon::ThreadPool;
 
 /// The build profile the extension was compiled with ("release" or "debug").
@@ -32,6 +38,12 @@ fn build_profile() -> &'static str {
     } else {
         "release"
     }
+}
+
+/// The most threads an operation accepts: 4x the logical cores this process may use.
+#[pyfunction]
+fn max_threads() -> usize {
+    thread_bound()
 }
 
 /// Mean of the non-NaN values of a 1-D float64 array; NaN when there are none.
@@ -53,7 +65,8 @@ fn nanmean(py: Python<'_>, x: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
 // -- plumbing ---------------------------------------------------------------------------------
 
 /// One rayon pool per requested thread count, built on first use and kept (pools are cheap to
-/// keep and slow to build). 0 means all cores (`available_parallelism`).
+/// keep and slow to build). 0 means all cores (`available_parallelism`); more than
+/// [`max_threads`] is a ValueError, raised before any thread starts.
 ///
 /// Fork safety: a forked child (a PyTorch DataLoader worker, multiprocessing) inherits the
 /// registry but not the pools' threads, so a job sent to an inherited pool would wait forever.
@@ -62,14 +75,10 @@ fn nanmean(py: Python<'_>, x: PyReadonlyArray1<'_, f64>) -> PyResult<f64> {
 /// builds its own. For the same reason rayon's global pool is never used: it cannot be rebuilt.
 /// `pool` runs while the caller holds the GIL, and fork happens from a thread holding it, so no
 /// other thread can hold the registry lock at the moment of a fork.
-fn pool(threads: usize) -> PyResult<Arc<ThreadPool>> {
+fn pool(threads: Threads) -> PyResult<Arc<ThreadPool>> {
     type Registry = (u32, HashMap<usize, Arc<ThreadPool>>);
     static POOLS: Mutex<Option<Registry>> = Mutex::new(None);
-    let threads = if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    };
+    let threads = resolve(threads.0, logical_cores()).map_err(|e| PyValueError::new_err(e.0))?;
     let pid = std::process::id();
     let mut guard = POOLS
         .lock()
@@ -93,12 +102,108 @@ fn pool(threads: usize) -> PyResult<Arc<ThreadPool>> {
 /// Runs `f` without the GIL on the pool for `threads`, mapping a CubeError to ValueError.
 fn run<R: Send>(
     py: Python<'_>,
-    threads: usize,
+    threads: Threads,
     f: impl FnOnce() -> Result<R, CubeError> + Send,
 ) -> PyResult<R> {
     let pool = pool(threads)?;
     py.detach(|| pool.install(f))
         .map_err(|e| PyValueError::new_err(e.0))
+}
+
+/// `repr(obj)`, shortened: a huge int has thousands of digits.
+fn shown(obj: &Bound<'_, PyAny>) -> String {
+    let r = obj
+        .repr()
+        .map_or_else(|_| "?".to_string(), |r| r.to_string());
+    if r.chars().count() <= 40 {
+        return r;
+    }
+    let head: String = r.chars().take(24).collect();
+    format!("{head}... ({} characters)", r.chars().count())
+}
+
+/// The error for argument `name` that failed to convert (PyO3 raised `e`): OverflowError (a
+/// Python int out of the Rust type's range) and ValueError become ValueError, anything else
+/// TypeError; both say what `name` must be.
+fn arg_error(obj: &Bound<'_, PyAny>, name: &str, want: &str, e: PyErr) -> PyErr {
+    let py = obj.py();
+    if e.is_instance_of::<PyOverflowError>(py) || e.is_instance_of::<PyValueError>(py) {
+        PyValueError::new_err(format!("{name} must be {want}, got {}", shown(obj)))
+    } else {
+        PyTypeError::new_err(format!("{name} must be {want}, got {}", describe(obj)))
+    }
+}
+
+/// Defines an argument type converting like `$inner` but failing as [`arg_error`] says.
+macro_rules! number_arg {
+    ($(#[$m:meta])* $ty:ident($inner:ty), $name:literal, $want:expr) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug)]
+        struct $ty($inner);
+
+        impl<'a, 'py> FromPyObject<'a, 'py> for $ty {
+            type Error = PyErr;
+
+            fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+                obj.extract::<$inner>()
+                    .map(Self)
+                    .map_err(|e| arg_error(&obj, $name, &$want, e))
+            }
+        }
+    };
+}
+
+number_arg!(
+    /// `threads`: an integer >= 0 (0: one per core). [`Threads::checked`] bounds it by
+    /// [`max_threads`] first thing in every function, and [`pool`] checks again.
+    Threads(usize),
+    "threads",
+    format!("an integer from 0 (one per core) to {}", thread_bound())
+);
+number_arg!(Shift(i64), "shift", "an integer that fits 64 bits (signed)");
+number_arg!(Seed(u64), "seed", "an integer in [0, 2**64)");
+number_arg!(
+    PadValue(f64),
+    "pad_value",
+    "a number within the float64 range"
+);
+number_arg!(NoiseStd(f64), "std", "a number within the float64 range");
+
+impl Threads {
+    /// Rejects a count above the bound at conversion, before anything else runs.
+    fn checked(self) -> PyResult<Self> {
+        resolve(self.0, logical_cores()).map_err(|e| PyValueError::new_err(e.0))?;
+        Ok(self)
+    }
+}
+
+/// A list of float64 `name` (mean, std, coordinates): each item named on error.
+fn floats(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<f64>> {
+    let items: Vec<Bound<'_, PyAny>> = if obj.is_instance_of::<PyString>() {
+        Err(PyTypeError::new_err("str"))
+    } else {
+        obj.extract()
+    }
+    .map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must be a sequence of numbers, got {}",
+            describe(obj)
+        ))
+    })?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            x.extract::<f64>().map_err(|e| {
+                arg_error(
+                    x,
+                    &format!("{name}[{i}]"),
+                    "a number within the float64 range",
+                    e,
+                )
+            })
+        })
+        .collect()
 }
 
 fn describe(obj: &Bound<'_, PyAny>) -> String {
@@ -206,31 +311,80 @@ fn parse_fill(fill: Option<&Bound<'_, PyAny>>) -> PyResult<Fill> {
             ))),
         };
     }
-    let v: f64 = f
-        .extract()
-        .map_err(|_| PyTypeError::new_err("fill must be None, 'mean' or a number"))?;
+    let v: f64 = f.extract().map_err(|e| {
+        arg_error(
+            f,
+            "fill",
+            "None, 'mean' or a number within the float64 range",
+            e,
+        )
+    })?;
     Ok(Fill::Value(v))
 }
 
-type Spec = (usize, usize, usize, usize, usize, usize, usize);
+const SPEC_FIELDS: [&str; 7] = [
+    "lev",
+    "lev_stride",
+    "lat",
+    "lon",
+    "lat_stride",
+    "lon_stride",
+    "lat_pad",
+];
 
-fn patch_spec(s: Spec) -> PatchSpec {
-    PatchSpec {
-        lev: s.0,
-        lev_stride: s.1,
-        lat: s.2,
-        lon: s.3,
-        lat_stride: s.4,
-        lon_stride: s.5,
-        lat_pad: s.6,
+/// `spec`: a tuple (lev, lev_stride, lat, lon, lat_stride, lon_stride, lat_pad) of integers
+/// >= 0. Only the types and ranges are checked here; `PatchSpec::grid` checks the sizes.
+#[derive(Clone, Copy, Debug)]
+struct Spec(PatchSpec);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Spec {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let fields = SPEC_FIELDS.join(", ");
+        let t = obj.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "spec must be a tuple of 7 integers ({fields}), got {}",
+                describe(&obj)
+            ))
+        })?;
+        if t.len() != 7 {
+            return Err(PyValueError::new_err(format!(
+                "spec must have 7 entries ({fields}), got {}",
+                t.len()
+            )));
+        }
+        let mut v = [0usize; 7];
+        for (i, item) in t.iter().enumerate() {
+            v[i] = item.extract::<usize>().map_err(|e| {
+                let name = format!("spec[{i}] ({})", SPEC_FIELDS[i]);
+                arg_error(&item, &name, "an integer in [0, 2**64)", e)
+            })?;
+        }
+        Ok(Spec(PatchSpec {
+            lev: v[0],
+            lev_stride: v[1],
+            lat: v[2],
+            lon: v[3],
+            lat_stride: v[4],
+            lon_stride: v[5],
+            lat_pad: v[6],
+        }))
     }
 }
 
 fn patch_shape(shape: &[usize], dims: &Dims, spec: &PatchSpec) -> PyResult<Vec<usize>> {
-    let g = spec.grid(dims).map_err(|e| PyValueError::new_err(e.0))?;
+    let ve = |e: CubeError| PyValueError::new_err(e.0);
+    let g = spec.grid(dims).map_err(ve)?;
     let lead = &shape[..shape.len().saturating_sub(4)];
     let mut want = lead.to_vec();
-    want.extend([g.tiles(), dims.vars, g.lev_size, spec.lat, spec.lon]);
+    want.extend([
+        g.tiles().map_err(ve)?,
+        dims.vars,
+        g.lev_size,
+        spec.lat,
+        spec.lon,
+    ]);
     Ok(want)
 }
 
@@ -238,7 +392,10 @@ fn patch_shape(shape: &[usize], dims: &Dims, spec: &PatchSpec) -> PyResult<Vec<u
 
 type StatsOut = (Vec<u64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>);
 
-fn stats_t<T: Elem + Element>(a: &Bound<'_, PyArrayDyn<T>>, threads: usize) -> PyResult<StatsOut> {
+fn stats_t<T: Elem + Element>(
+    a: &Bound<'_, PyArrayDyn<T>>,
+    threads: Threads,
+) -> PyResult<StatsOut> {
     let r = read(a, "data")?;
     let dims = dims_of(r.shape())?;
     let xs = r.as_slice()?;
@@ -252,10 +409,12 @@ fn stats_t<T: Elem + Element>(a: &Bound<'_, PyArrayDyn<T>>, threads: usize) -> P
     ))
 }
 
-/// Per-variable (count, mean, std, min, max) ignoring NaN, as five lists.
+/// Per-variable (count, mean, std, min, max) of the finite values (NaN and ±inf are
+/// missing), as five lists.
 #[pyfunction]
-#[pyo3(signature = (data, threads = 0))]
-fn stats(data: &Bound<'_, PyAny>, threads: usize) -> PyResult<StatsOut> {
+#[pyo3(signature = (data, threads = Threads(0)), text_signature = "(data, threads=0)")]
+fn stats(data: &Bound<'_, PyAny>, threads: Threads) -> PyResult<StatsOut> {
+    let threads = threads.checked()?;
     by_dtype!(data, stats_t(threads))
 }
 
@@ -283,14 +442,14 @@ fn pipeline_t<T: Elem + Element>(
     direction: Direction,
     spec: Option<Spec>,
     mask: Option<&Bound<'_, PyAny>>,
-    threads: usize,
+    threads: Threads,
 ) -> PyResult<()> {
     let r = read(a, "data")?;
     let dims = dims_of(r.shape())?;
     let mut w = write::<T>(out, "out", dtype_name::<T>())?;
     let want = match spec {
         None => r.shape().to_vec(),
-        Some(s) => patch_shape(r.shape(), &dims, &patch_spec(s))?,
+        Some(s) => patch_shape(r.shape(), &dims, &s.0)?,
     };
     same_shape("out", w.shape(), &want)?;
     let mut m = mask_of(mask, &want)?;
@@ -312,26 +471,28 @@ fn pipeline_t<T: Elem + Element>(
     };
     run(a.py(), threads, || match spec {
         None => norm::apply(xs, dims, &params, o, mk),
-        Some(s) => tiles::patches(xs, dims, patch_spec(s), Some(&params), T::NAN, o, mk),
+        Some(s) => tiles::patches(xs, dims, s.0, Some(&params), T::NAN, o, mk),
     })
 }
 
-/// `(x - mean) / std` (or `x * std + mean` with inverse=True) per variable into `out`, NaN
-/// filled with `fill` (None keeps NaN, 'mean', or a number in the input's units); `mask`
-/// (bool, same shape) gets True where the input was not NaN.
+/// `(x - mean) / std` (or `x * std + mean` with inverse=True) per variable into `out`;
+/// missing values (non-finite: NaN, ±inf) become `fill` (None: NaN, 'mean', or a number in the
+/// input's units); `mask` (bool, same shape) gets True where the input was finite.
 #[pyfunction]
-#[pyo3(signature = (data, out, mean, std, fill = None, inverse = false, mask = None, threads = 0))]
+#[pyo3(signature = (data, out, mean, std, fill = None, inverse = false, mask = None, threads = Threads(0)), text_signature = "(data, out, mean, std, fill=None, inverse=False, mask=None, threads=0)")]
 #[allow(clippy::too_many_arguments)]
 fn normalize(
     data: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
-    mean: Vec<f64>,
-    std: Vec<f64>,
+    mean: &Bound<'_, PyAny>,
+    std: &Bound<'_, PyAny>,
     fill: Option<&Bound<'_, PyAny>>,
     inverse: bool,
     mask: Option<&Bound<'_, PyAny>>,
-    threads: usize,
+    threads: Threads,
 ) -> PyResult<()> {
+    let threads = threads.checked()?;
+    let (mean, std) = (floats(mean, "mean")?, floats(std, "std")?);
     let fill = parse_fill(fill)?;
     let direction = if inverse {
         Direction::Denormalize
@@ -347,18 +508,20 @@ fn normalize(
 /// The pipeline's write pass: normalise + fill, then cut patches (spec, or none), in one pass.
 /// spec = (lev, lev_stride, lat, lon, lat_stride, lon_stride, lat_pad); lev 0 = all levels.
 #[pyfunction]
-#[pyo3(signature = (data, out, mean, std, fill = None, spec = None, mask = None, threads = 0))]
+#[pyo3(signature = (data, out, mean, std, fill = None, spec = None, mask = None, threads = Threads(0)), text_signature = "(data, out, mean, std, fill=None, spec=None, mask=None, threads=0)")]
 #[allow(clippy::too_many_arguments)]
 fn pipeline(
     data: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
-    mean: Vec<f64>,
-    std: Vec<f64>,
+    mean: &Bound<'_, PyAny>,
+    std: &Bound<'_, PyAny>,
     fill: Option<&Bound<'_, PyAny>>,
     spec: Option<Spec>,
     mask: Option<&Bound<'_, PyAny>>,
-    threads: usize,
+    threads: Threads,
 ) -> PyResult<()> {
+    let threads = threads.checked()?;
+    let (mean, std) = (floats(mean, "mean")?, floats(std, "std")?);
     let fill = parse_fill(fill)?;
     by_dtype!(
         data,
@@ -380,11 +543,11 @@ fn patches_t<T: Elem + Element>(
     out: &Bound<'_, PyAny>,
     spec: Spec,
     pad_value: f64,
-    threads: usize,
+    threads: Threads,
 ) -> PyResult<()> {
     let r = read(a, "data")?;
     let dims = dims_of(r.shape())?;
-    let spec = patch_spec(spec);
+    let spec = spec.0;
     let mut w = write::<T>(out, "out", dtype_name::<T>())?;
     same_shape("out", w.shape(), &patch_shape(r.shape(), &dims, &spec)?)?;
     let xs = r.as_slice()?;
@@ -397,15 +560,16 @@ fn patches_t<T: Elem + Element>(
 
 /// Tiles of (lev, lat, lon) into `out` of shape (..., tiles, var, lev_size, lat, lon).
 #[pyfunction]
-#[pyo3(signature = (data, out, spec, pad_value = f64::NAN, threads = 0))]
+#[pyo3(signature = (data, out, spec, pad_value = PadValue(f64::NAN), threads = Threads(0)), text_signature = "(data, out, spec, pad_value=..., threads=0)")]
 fn patches(
     data: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
     spec: Spec,
-    pad_value: f64,
-    threads: usize,
+    pad_value: PadValue,
+    threads: Threads,
 ) -> PyResult<()> {
-    by_dtype!(data, patches_t(out, spec, pad_value, threads))
+    let threads = threads.checked()?;
+    by_dtype!(data, patches_t(out, spec, pad_value.0, threads))
 }
 
 /// The shape of (lat, lon) fields of `shape`, and how many there are.
@@ -416,7 +580,8 @@ fn fields(shape: &[usize], name: &str) -> PyResult<(usize, usize, usize)> {
             "{name} must have at least 2 dimensions (..., lat, lon), got {n}"
         )));
     }
-    let planes = shape[..n - 2].iter().product();
+    let planes = checked_product(&shape[..n - 2])
+        .ok_or_else(|| PyValueError::new_err(format!("{name} shape {shape:?} is too large")))?;
     Ok((planes, shape[n - 2], shape[n - 1]))
 }
 
@@ -428,7 +593,7 @@ fn regrid_t<T: Elem + Element>(
     src_lon: Vec<f64>,
     dst_lat: Vec<f64>,
     dst_lon: Vec<f64>,
-    threads: usize,
+    threads: Threads,
 ) -> PyResult<()> {
     let a = a.cast::<PyArrayDyn<T>>()?;
     let r = read(a, "data")?;
@@ -455,19 +620,25 @@ fn regrid_t<T: Elem + Element>(
     })
 }
 
-/// Bilinear regridding (periodic longitude, NaN-aware) of (..., lat, lon) into `out`.
+/// Bilinear regridding (periodic longitude; missing = non-finite neighbours dropped) of
+/// (..., lat, lon) into `out`.
 #[pyfunction]
-#[pyo3(signature = (data, out, src_lat, src_lon, dst_lat, dst_lon, threads = 0))]
+#[pyo3(signature = (data, out, src_lat, src_lon, dst_lat, dst_lon, threads = Threads(0)), text_signature = "(data, out, src_lat, src_lon, dst_lat, dst_lon, threads=0)")]
 #[allow(clippy::too_many_arguments)]
 fn regrid(
     data: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
-    src_lat: Vec<f64>,
-    src_lon: Vec<f64>,
-    dst_lat: Vec<f64>,
-    dst_lon: Vec<f64>,
-    threads: usize,
+    src_lat: &Bound<'_, PyAny>,
+    src_lon: &Bound<'_, PyAny>,
+    dst_lat: &Bound<'_, PyAny>,
+    dst_lon: &Bound<'_, PyAny>,
+    threads: Threads,
 ) -> PyResult<()> {
+    let threads = threads.checked()?;
+    let src_lat = floats(src_lat, "src_lat")?;
+    let src_lon = floats(src_lon, "src_lon")?;
+    let dst_lat = floats(dst_lat, "dst_lat")?;
+    let dst_lon = floats(dst_lon, "dst_lon")?;
     if data.cast::<PyArrayDyn<f32>>().is_ok() {
         regrid_t::<f32>(data, out, src_lat, src_lon, dst_lat, dst_lon, threads)
     } else if data.cast::<PyArrayDyn<f64>>().is_ok() {
@@ -491,7 +662,7 @@ fn augment_t<T: Elem + Element>(
     a: &Bound<'_, PyArrayDyn<T>>,
     out: &Bound<'_, PyAny>,
     op: Augment,
-    threads: usize,
+    threads: Threads,
 ) -> PyResult<()> {
     let r = read(a, "data")?;
     let (_, ny, nx) = fields(r.shape(), "data")?;
@@ -508,40 +679,44 @@ fn augment_t<T: Elem + Element>(
 
 /// Reverses the latitude axis (second to last) into `out`.
 #[pyfunction]
-#[pyo3(signature = (data, out, threads = 0))]
-fn flip_lat(data: &Bound<'_, PyAny>, out: &Bound<'_, PyAny>, threads: usize) -> PyResult<()> {
+#[pyo3(signature = (data, out, threads = Threads(0)), text_signature = "(data, out, threads=0)")]
+fn flip_lat(data: &Bound<'_, PyAny>, out: &Bound<'_, PyAny>, threads: Threads) -> PyResult<()> {
+    let threads = threads.checked()?;
     by_dtype!(data, augment_t(out, Augment::FlipLat, threads))
 }
 
 /// `np.roll(data, shift, axis=-1)` into `out`.
 #[pyfunction]
-#[pyo3(signature = (data, out, shift, threads = 0))]
+#[pyo3(signature = (data, out, shift, threads = Threads(0)), text_signature = "(data, out, shift, threads=0)")]
 fn roll_lon(
     data: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
-    shift: i64,
-    threads: usize,
+    shift: Shift,
+    threads: Threads,
 ) -> PyResult<()> {
-    by_dtype!(data, augment_t(out, Augment::RollLon(shift), threads))
+    let threads = threads.checked()?;
+    by_dtype!(data, augment_t(out, Augment::RollLon(shift.0), threads))
 }
 
 /// `data + std * N(0, 1)` into `out`; deviate i depends only on (seed, flat index i).
 #[pyfunction]
-#[pyo3(signature = (data, out, std, seed, threads = 0))]
+#[pyo3(signature = (data, out, std, seed, threads = Threads(0)), text_signature = "(data, out, std, seed, threads=0)")]
 fn add_noise(
     data: &Bound<'_, PyAny>,
     out: &Bound<'_, PyAny>,
-    std: f64,
-    seed: u64,
-    threads: usize,
+    std: NoiseStd,
+    seed: Seed,
+    threads: Threads,
 ) -> PyResult<()> {
-    by_dtype!(data, augment_t(out, Augment::Noise(std, seed), threads))
+    let threads = threads.checked()?;
+    by_dtype!(data, augment_t(out, Augment::Noise(std.0, seed.0), threads))
 }
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(build_profile, m)?)?;
+    m.add_function(wrap_pyfunction!(max_threads, m)?)?;
     m.add_function(wrap_pyfunction!(nanmean, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
     m.add_function(wrap_pyfunction!(normalize, m)?)?;

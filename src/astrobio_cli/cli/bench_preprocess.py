@@ -220,6 +220,13 @@ def register(group: typer.Typer) -> None:
             raise UsageError(f"--threads takes integers, e.g. 1,2; got {threads!r}") from None
         if not counts or min(counts) < 1:
             raise UsageError(f"--threads takes positive integers, got {threads!r}")
+        from astrobio_cli import datacube as dc
+
+        if max(counts) > (bound := dc.max_threads()):
+            raise UsageError(
+                f"--threads {max(counts)} is more than the maximum of {bound} "
+                f"({dc.THREADS_PER_CORE}x the {bound // dc.THREADS_PER_CORE} logical cores)"
+            )
         names = [o.strip() for o in ops.split(",") if o.strip()]
         bad = [o for o in names if o not in OPS]
         if bad:

@@ -49,7 +49,11 @@ def preprocess(
         str, typer.Option(help="NaN becomes: 'none' (stays NaN), 'mean', or a number (raw units).")
     ] = "none",
     threads: Annotated[
-        int | None, typer.Option(min=1, help="Worker threads (default: setting, all cores).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker threads, at most 4x the logical cores (default: setting, all cores).",
+        ),
     ] = None,
     chunk: Annotated[
         int | None, typer.Option(min=1, help="Samples per step (default: ~256 MB of input).")
@@ -75,6 +79,11 @@ def preprocess(
         raise UsageError(str(exc)) from None
     if spec is None and (stride or pad):
         raise UsageError("--stride and --pad need --patch")
+    if threads is not None and threads > (bound := dc.max_threads()):
+        raise UsageError(
+            f"--threads {threads} is more than the maximum of {bound} "
+            f"({dc.THREADS_PER_CORE}x the {bound // dc.THREADS_PER_CORE} logical cores)"
+        )
     names = [v.strip() for v in vars.split(",") if v.strip()] if vars else None
     fill_value = None if fill.lower() == "none" else fill
 
