@@ -20,8 +20,12 @@ knows no model). `CausalLMAdapter` below serves any Hugging Face style causal LM
     describe()        JSON-able notes for /v1/models (units, grid, ...)
     generate(...)     optional: (prompt, max_new_tokens, temperature) -> iterator of text pieces
 
-Inference runs one request at a time under a lock (torch already uses every core for one
-batch); concurrent requests queue in uvicorn's thread pool and all get answered.
+Concurrent predict requests are batched dynamically (`astrobio_cli.serve_batch`): one inference
+thread takes every request waiting (up to `batch_size` instances; with `max_wait_ms` > 0 it also
+waits that long for more), runs the adapter once on all of them and answers each with its own
+slice; the event loop never runs the model. With the default `max_wait_ms` 0 a lone request
+never waits, and requests that arrive while the model runs share the next pass.
+`/health` reports the batching counters. Text generation runs under the same model lock.
 """
 
 import json
@@ -63,6 +67,7 @@ def load_served(spec: Any, checkpoint: Path, *, device: str | None = None) -> Se
 
     path = ckpt.resolve_checkpoint(Path(checkpoint))
     meta = ckpt.load_meta(path)
+    ckpt.verify_checkpoint(path, (ckpt.WEIGHTS,))  # sha256 from meta.json, before any work
     if meta.get("model") != spec.name:
         raise UsageError(
             f"checkpoint {path} holds a '{meta.get('model')}' model, not '{spec.name}'; "
@@ -77,7 +82,8 @@ def load_served(spec: Any, checkpoint: Path, *, device: str | None = None) -> Se
     plugin = spec.factory(meta.get("model_options") or {})
     datasets = rebuild_datasets(plugin, meta)
     model = plugin.build(datasets)
-    missing, unexpected = model.load_state_dict(ckpt.load_weights(path), strict=False)
+    weights = ckpt.load_weights(path, verify=False)  # verified above
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise UsageError(
             f"checkpoint {path} does not fit the model built from its options "
@@ -158,7 +164,7 @@ class CausalLMAdapter:
         )
 
         class TextInput(BaseModel):
-            model_config = ConfigDict(extra="forbid")
+            model_config = ConfigDict(**STRICT)
             prompt: str = Field(min_length=1, max_length=10_000)
             max_new_tokens: int = Field(32, ge=1, le=1024)
             temperature: float = Field(0.0, ge=0.0, le=5.0)
@@ -222,6 +228,67 @@ class CausalLMAdapter:
         text = self._decode(new)
         if text != text_so_far and text.startswith(text_so_far):
             yield text[len(text_so_far) :]
+
+
+# -- request validation -------------------------------------------------------------------------
+
+# Every request model: unknown fields are errors, numbers must be JSON numbers (`"23.4"` and
+# `true` are not; an integer such as `1` is a fine float), and NaN/Infinity (which Python's JSON
+# reader accepts, and `1e400` becomes) are not numbers a model can take.
+STRICT = {"extra": "forbid", "strict": True, "allow_inf_nan": False}
+
+
+def strict_model(model: Any) -> Any:
+    """`model` (an adapter's input model) with :data:`STRICT` validation, whatever its plugin
+    declared: its fields, validators and name are kept."""
+    from pydantic import BaseModel, ConfigDict
+
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return model
+    config = ConfigDict(**{**model.model_config, **STRICT})
+    return type(
+        model.__name__,
+        (model,),
+        {"model_config": config, "__module__": model.__module__, "__doc__": model.__doc__},
+    )
+
+
+def _finite_json(value: Any) -> bool:
+    """Whether `value` encodes as standard JSON (no NaN or Infinity anywhere in it)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pydantic's errors as a 422 body that always encodes: `loc` names the field; the offending
+    `input` is echoed only where it is plain JSON (never NaN or Infinity, which cannot be)."""
+    from fastapi.encoders import jsonable_encoder
+
+    out = []
+    for err in errors:
+        item = {
+            "type": str(err.get("type", "")),
+            "loc": [p if isinstance(p, int | str) else str(p) for p in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+        }
+        if "input" in err:
+            try:
+                shown = jsonable_encoder(err["input"])
+            except Exception:
+                shown = None
+            if _finite_json(shown):
+                item["input"] = shown
+            else:
+                item["msg"] += " (the value sent is not shown: it is not a finite number)"
+        ctx = err.get("ctx")
+        if ctx:
+            shown = {str(k): v if _finite_json(v) else str(v) for k, v in ctx.items()}
+            item["ctx"] = shown
+        out.append(item)
+    return out
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -292,16 +359,32 @@ def create_app(
     *,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     max_batch: int = DEFAULT_MAX_BATCH,
+    batch_size: int | None = None,
+    max_wait_ms: float = 0.0,
 ) -> Any:
-    """The FastAPI app for one loaded model (a factory: nothing global)."""
-    from fastapi import FastAPI, HTTPException
-    from fastapi.responses import StreamingResponse
+    """The FastAPI app for one loaded model (a factory: nothing global). Concurrent predict
+    requests are batched (`astrobio_cli.serve_batch`): up to `batch_size` instances (default
+    `max_batch`) gathered for at most `max_wait_ms` share one call of the adapter."""
+    import asyncio
+
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, StreamingResponse
     from pydantic import BaseModel, ConfigDict, Field, create_model
 
     from astrobio_cli import __version__
+    from astrobio_cli.serve_batch import Batcher
 
     adapter = served.adapter
     started = time.time()
+
+    def run_batch(items: list[Any]) -> list[dict[str, Any]]:
+        with served.lock:  # shared with /v1/generate
+            return adapter.predict(items)
+
+    batcher = Batcher(
+        run_batch, max_batch=max(batch_size or max_batch, 1), max_wait_s=max_wait_ms / 1000.0
+    )
     app = FastAPI(
         title=f"astrobio serve {served.name}",
         version=__version__,
@@ -310,9 +393,9 @@ def create_app(
 
     PredictRequest = create_model(
         "PredictRequest",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(**STRICT),
         instances=(
-            list[adapter.input_model],
+            list[strict_model(adapter.input_model)],
             Field(min_length=1, max_length=max_batch, description="one or more inputs"),
         ),
     )
@@ -322,15 +405,24 @@ def create_app(
         predictions: list[dict[str, Any]]
 
     class GenerateRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(**STRICT)
         prompt: str = Field(min_length=1, max_length=10_000)
         max_new_tokens: int = Field(32, ge=1, le=1024)
         temperature: float = Field(0.0, ge=0.0, le=5.0)
         stream: bool = True
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": validation_errors(exc.errors())})
+
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": served.name, "uptime_s": round(time.time() - started, 1)}
+        return {
+            "status": "ok",
+            "model": served.name,
+            "uptime_s": round(time.time() - started, 1),
+            "batching": batcher.stats.to_dict(),
+        }
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:
@@ -345,17 +437,21 @@ def create_app(
                     "generates_text": callable(getattr(adapter, "generate", None)),
                     "input_schema": adapter.input_model.model_json_schema(),
                     "describe": adapter.describe(),
-                    "limits": {"max_request_bytes": max_request_bytes, "max_batch": max_batch},
+                    "limits": {
+                        "max_request_bytes": max_request_bytes,
+                        "max_batch": max_batch,
+                        "batch_size": batcher.max_batch,
+                        "max_wait_ms": max_wait_ms,
+                    },
                     "run_card": served.run_card,
                 }
             ]
         }
 
     @app.post("/v1/predict", response_model=PredictResponse)
-    def predict(request: PredictRequest) -> dict[str, Any]:  # type: ignore[valid-type]
-        # A sync endpoint: FastAPI runs it in its thread pool; the lock serialises the model.
-        with served.lock:
-            predictions = adapter.predict(request.instances)
+    async def predict(request: PredictRequest) -> dict[str, Any]:  # type: ignore[valid-type]
+        # The event loop only waits: the batcher's thread runs the model, batching requests.
+        predictions = await asyncio.wrap_future(batcher.submit(request.instances))
         return {"model": served.name, "predictions": predictions}
 
     @app.post("/v1/generate")

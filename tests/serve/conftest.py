@@ -1,7 +1,11 @@
 import contextlib
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import astrobio_exe
 
 
 @pytest.fixture
@@ -35,8 +39,6 @@ def running_server(args: list[str], env: dict[str, str], log: Path, port: int):
 
     import httpx
 
-    from tests.conftest import astrobio_exe
-
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [astrobio_exe(), "serve", *args, "--port", str(port)],
@@ -66,3 +68,45 @@ def running_server(args: list[str], env: dict[str, str], log: Path, port: int):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _env(root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTROBIO_")}
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
+        (root / var).mkdir(parents=True, exist_ok=True)
+        env[var] = str(root / var)
+    env["ASTROBIO_DATA_DIR"] = str(root / "data")
+    env["ASTROBIO_RUNS_DIR"] = str(root / "runs")
+    return env
+
+
+def _quick_smoke(model: str, run, env) -> subprocess.CompletedProcess:
+    """`astrobio train MODEL --quick-smoke --out RUN` in a subprocess."""
+    return subprocess.run(
+        [astrobio_exe(), "train", model, "--quick-smoke", "--out", str(run)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A cube-unet run directory from `astrobio train cube-unet --quick-smoke`."""
+    root = tmp_path_factory.mktemp("serve")
+    env = _env(root)
+    run = root / "runs" / "quick"
+    res = _quick_smoke("cube-unet", run, env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return run, env
+
+
+@pytest.fixture(scope="session")
+def server(trained):
+    run, env = trained
+    log = run.parent / "serve.log"
+    args = ["cube-unet", "--checkpoint", str(run), "--max-request-bytes", "200000",
+            "--max-batch", "8", "--device", "cpu"]  # fmt: skip
+    with running_server(args, env, log, free_port()) as base:
+        yield base, run, env, log

@@ -4,59 +4,12 @@ checkpoint trained by `astrobio train cube-unet --quick-smoke`."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.conftest import astrobio_exe
-from tests.serve.conftest import free_port, running_server
-
-
-def _env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASTROBIO_")}
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
-        (root / var).mkdir(parents=True, exist_ok=True)
-        env[var] = str(root / var)
-    env["ASTROBIO_DATA_DIR"] = str(root / "data")
-    env["ASTROBIO_RUNS_DIR"] = str(root / "runs")
-    return env
-
-
-def _quick_smoke(model: str, run, env) -> subprocess.CompletedProcess:
-    """`astrobio train MODEL --quick-smoke --out RUN` in a subprocess."""
-    return subprocess.run(
-        [astrobio_exe(), "train", model, "--quick-smoke", "--out", str(run)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """A cube-unet run directory from `astrobio train cube-unet --quick-smoke`."""
-    root = tmp_path_factory.mktemp("serve")
-    env = _env(root)
-    run = root / "runs" / "quick"
-    res = _quick_smoke("cube-unet", run, env)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    return run, env
-
-
-@pytest.fixture(scope="session")
-def server(trained):
-    run, env = trained
-    log = run.parent / "serve.log"
-    args = ["cube-unet", "--checkpoint", str(run), "--max-request-bytes", "200000",
-            "--max-batch", "8", "--device", "cpu"]  # fmt: skip
-    with running_server(args, env, log, free_port()) as base:
-        yield base, run, env, log
 
 
 def _planet(**over):
@@ -81,7 +34,12 @@ def test_health_and_models(server):
     assert m["step"] == json.loads((Path(m["checkpoint"]) / "meta.json").read_text())["step"]
     card = json.loads((run / "run_card.json").read_text())
     assert m["run_card"] == card and m["run_card"]["model"] == "cube-unet"
-    assert m["limits"] == {"max_request_bytes": 200000, "max_batch": 8}
+    assert m["limits"] == {
+        "max_request_bytes": 200000,
+        "max_batch": 8,
+        "batch_size": 8,
+        "max_wait_ms": 0.0,
+    }
     assert "obliquity" in m["input_schema"]["properties"]
     assert m["generates_text"] is False
 
@@ -163,12 +121,18 @@ def test_batch_and_concurrent_requests(server):
         body = {"instances": [_planet()] if i % 2 == 0 else [hot]}
         return httpx.post(f"{base}/v1/predict", json=body, timeout=180)
 
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        answers = list(pool.map(call, range(12)))
-    assert [a.status_code for a in answers] == [200] * 12
-    for i, a in enumerate(answers):
+    before = httpx.get(f"{base}/health").json()["batching"]
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        answers = list(pool.map(call, range(48)))
+    assert [a.status_code for a in answers] == [200] * 48
+    for i, a in enumerate(answers):  # each client gets its own planet's answer back
         want = ref["ts_mean"] if i % 2 == 0 else b1["ts_mean"]
         assert a.json()["predictions"][0]["ts_mean"] == pytest.approx(want, abs=1e-4)
+    after = httpx.get(f"{base}/health").json()["batching"]
+    assert after["requests"] - before["requests"] == 48
+    # concurrent requests shared forward passes (dynamic batching), none over the batch size
+    assert after["forward_passes"] - before["forward_passes"] < 48
+    assert after["largest_batch"] <= 8
 
 
 @pytest.mark.parametrize(

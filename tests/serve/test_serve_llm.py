@@ -9,8 +9,7 @@ import json
 import httpx
 import pytest
 
-from tests.serve.conftest import free_port, running_server
-from tests.serve.test_serve import _env, _quick_smoke
+from tests.serve.conftest import _env, _quick_smoke, free_port, running_server
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 TINY_UNET = "model:\n  width: 4\n  depth: 1\n  heads: 1\n"
+FAULT_HOOKS = Path(__file__).resolve().parent / "fault_hooks"
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +52,20 @@ def train_env(data_dir, tmp_path, pycache) -> dict[str, str]:
         }
     )
     return env
+
+
+@pytest.fixture
+def fault_env(train_env):
+    """fault_env(**hooks) -> train_env plus the test-side fault hooks (fault_hooks/
+    sitecustomize.py: nan_at_micro_batch, oom_above, trace) in every process of the run."""
+
+    def make(**hooks) -> dict[str, str]:
+        env = dict(train_env)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAULT_HOOKS), env.get("PYTHONPATH")]))
+        env["ASTROBIO_FAULT_HOOKS"] = json.dumps(hooks)
+        return env
+
+    return make
 
 
 def astrobio(*args: str, env: dict[str, str], timeout: float = 300, **kw):

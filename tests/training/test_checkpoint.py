@@ -46,7 +46,9 @@ def test_round_trip(tmp_path):
     assert torch.equal(
         opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"]
     )
-    assert ckpt.load_meta(path) == {"step": 5, "model": "toy"}
+    meta = ckpt.load_meta(path)
+    assert set(meta.pop("files")) == {"model.safetensors", "state.pt"}  # sha256 + size each
+    assert meta == {"step": 5, "model": "toy"}
 
 
 def test_keep_last_and_incomplete_ignored(tmp_path):
@@ -74,12 +76,16 @@ class Evil:
         return (print, ("pwned",))
 
 
-def test_state_loading_refuses_pickled_code(tmp_path):
+def test_state_loading_refuses_pickled_code(tmp_path, capsys):
     _, _, path = _save(tmp_path, 1)
     with (path / "state.pt").open("wb") as fh:
         torch.save({"x": Evil()}, fh, pickle_module=pickle)
-    with pytest.raises(pickle.UnpicklingError):
+    # the replaced file fails its checksum; unverified, weights_only refuses it
+    with pytest.raises(ckpt.CheckpointCorrupt, match=r"state\.pt"):
         ckpt.load_train_state(path)
+    with pytest.raises(ckpt.CheckpointCorrupt, match="refused"):
+        ckpt.load_train_state(path, verify=False)
+    assert "pwned" not in capsys.readouterr().out
 
 
 def test_resolve_checkpoint(tmp_path):

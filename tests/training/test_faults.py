@@ -1,9 +1,13 @@
 """Stops a user can act on: non-finite loss, out of memory (--auto-batch), bf16 on CPU, and the
-errors raised before any training starts."""
+errors raised before any training starts. The faults are injected from the test side
+(`fault_env`: fault_hooks/sitecustomize.py wraps the loop's functions in the subprocess); the
+training loop has no test hooks of its own."""
 
 from __future__ import annotations
 
+import inspect
 import math
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -18,10 +22,10 @@ def _train(tiny_config, out, *extra):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(
-    tmp_path, tiny_config, train_env, run_astrobio
+    tmp_path, tiny_config, fault_env, run_astrobio
 ):
     out = tmp_path / "run"
-    env = {**train_env, "ASTROBIO_TEST_NAN_AT_STEP": "5"}
+    env = fault_env(nan_at_micro_batch=5)
     r = run_astrobio(*_train(tiny_config, out, "--steps", "8", "--checkpoint-every", "2"), env=env)
     assert r.returncode == 1
     assert "loss became nan at step 5" in r.stderr and "last good checkpoint" in r.stderr
@@ -30,14 +34,15 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
 
 
 def test_out_of_memory_message_then_auto_batch(
-    tmp_path, tiny_config, train_env, run_astrobio, read_losses
+    tmp_path, tiny_config, train_env, fault_env, run_astrobio, read_losses
 ):
-    env = {**train_env, "ASTROBIO_TEST_OOM_ABOVE": "2"}
+    env = fault_env(oom_above=2)
     args = ("--steps", "3", "--batch-size", "8")
     r = run_astrobio(*_train(tiny_config, tmp_path / "oom", *args), env=env)
     assert r.returncode == 1
     for part in ("out of memory", "batch size 8", "precision fp32", "--auto-batch"):
         assert part in r.stderr
+    assert "Traceback" not in r.stderr
     r = run_astrobio(*_train(tiny_config, tmp_path / "auto", *args, "--auto-batch"), env=env)
     assert r.returncode == 0, r.stderr
     r = run_astrobio(*_train(tiny_config, tmp_path / "plain", *args), env=train_env)
@@ -46,6 +51,19 @@ def test_out_of_memory_message_then_auto_batch(
     auto, plain = read_losses(tmp_path / "auto"), read_losses(tmp_path / "plain")
     assert [s for s, _ in auto] == [1, 2, 3]
     assert [a for _, a in auto] == pytest.approx([p for _, p in plain], rel=1e-5)
+
+
+def test_training_loop_carries_no_test_hooks():
+    """Fault injection and tracing live in the tests (fault_hooks/), not in the product."""
+    import astrobio_cli
+    from astrobio_cli.training import loop
+
+    assert not hasattr(loop, "_fault") and not hasattr(loop, "_Trace")
+    src = inspect.getsource(loop)
+    assert "os.environ" not in src
+    for path in Path(astrobio_cli.__file__).parent.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "ASTROBIO_TEST_" not in text and "ASTROBIO_TRAIN_TRACE" not in text, path
 
 
 def test_bf16_autocast_on_cpu(tmp_path, tiny_config, train_env, run_astrobio, read_losses):

@@ -34,6 +34,23 @@ def serve_command(
         int, typer.Option(min=1, help="Larger request bodies get 413.")
     ] = 1_000_000,
     max_batch: Annotated[int, typer.Option(min=1, help="Most instances per request.")] = 64,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Most instances concurrent requests share in one forward pass "
+            "(default: --max-batch).",
+        ),
+    ] = None,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1000,
+            help="How long a request may wait for others to share its forward pass. 0: none "
+            "(requests that arrive while the model runs share the next pass).",
+        ),
+    ] = 0.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve a trained checkpoint over HTTP: /health, /v1/models, /v1/predict (and
@@ -49,7 +66,13 @@ def serve_command(
 
         raise UsageError(f"--checkpoint {checkpoint} does not exist; pass a run directory")
     served = load_served(spec, checkpoint, device=device.value if device else None)
-    app = create_app(served, max_request_bytes=max_request_bytes, max_batch=max_batch)
+    app = create_app(
+        served,
+        max_request_bytes=max_request_bytes,
+        max_batch=max_batch,
+        batch_size=batch_size,
+        max_wait_ms=max_wait_ms,
+    )
     console = Console(stderr=True, highlight=False)
     if host not in LOOPBACK:
         console.print(

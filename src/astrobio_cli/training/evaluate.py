@@ -18,6 +18,7 @@ def load_model(spec: Any, checkpoint: Path, *, data: str | None = None, verb: st
     checkpoint's own options and weights (safetensors only)."""
     path = ckpt.resolve_checkpoint(Path(checkpoint))
     meta = ckpt.load_meta(path)
+    ckpt.verify_checkpoint(path, (ckpt.WEIGHTS,))  # sha256 from meta.json, before any work
     if meta.get("model") != spec.name:
         raise UsageError(
             f"checkpoint {path} holds a '{meta.get('model')}' model, not '{spec.name}'; "
@@ -26,7 +27,8 @@ def load_model(spec: Any, checkpoint: Path, *, data: str | None = None, verb: st
     plugin = spec.factory(meta.get("model_options") or {})
     datasets = rebuild_datasets(plugin, meta, data)
     model = plugin.build(datasets)
-    missing, unexpected = model.load_state_dict(ckpt.load_weights(path), strict=False)
+    weights = ckpt.load_weights(path, verify=False)  # verified above
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise UsageError(
             f"checkpoint {path} does not fit the model built from its options "

@@ -15,10 +15,10 @@ runs differ in the last bits; see docs/training.md.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,6 +106,8 @@ def train(
     inputs = (
         lineage.input_record(cfg.data, kind=getattr(plugin, "data_kind", None)) if main else None
     )
+    if cfg.quick_smoke:
+        cfg = _fit_smoke_batch(cfg, len(datasets.train), world, main)
     order = BatchOrder(len(datasets.train), cfg.batch_size, world, rank, cfg.seed)
     per_step = cfg.grad_accum
     if cfg.quick_smoke:
@@ -134,15 +136,14 @@ def train(
     # ---- resume ----------------------------------------------------------------------------
     start_step, consumed, chunks, resumed_from = 0, 0, 1, None
     ckpt_dir = run_dir / "checkpoints"
-    source = _resume_source(cfg, ckpt_dir)
+    source, state, weights = _resume(cfg, ckpt_dir, main)
     if source is not None:
-        state = ckpt.load_train_state(source)
         if len(state["rng"]) != world:
             raise UsageError(
                 f"checkpoint {source} was written by {len(state['rng'])} process(es); resume it "
                 f"with the same count (--procs {len(state['rng'])}), not {world}"
             )
-        raw_model.load_state_dict(ckpt.load_weights(source))
+        raw_model.load_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_step, consumed, chunks = state["step"], state["position"], state.get("chunks", 1)
@@ -166,7 +167,6 @@ def train(
                 inputs=[inputs],
             )
     log = MetricsLog(run_dir, resume_step=start_step if source else None) if main else None
-    trace = _Trace(rank)
 
     # ---- the loop --------------------------------------------------------------------------
     model.train()
@@ -199,13 +199,10 @@ def train(
                     raise TrainingStopped(_oom_message(cfg, chunks)) from None
                 # Same samples in smaller pieces: the data position and the gradient stay put.
                 chunks, consumed = chunks * 2, step_start
-        trace.samples(step, order, step_start, consumed)
         # One all-reduce of a scalar per step: every rank sees the same mean loss, so a
         # non-finite loss stops all ranks together, before the optimizer touches the weights.
         # `.item()` is the one host-device sync of the step.
         loss_val = acc.reduce(step_loss.detach(), reduction="mean").item()
-        if _fault("ASTROBIO_TEST_NAN_AT_STEP") == step + 1:
-            loss_val = float("nan")
         if not math.isfinite(loss_val):
             stop_reason = (
                 f"loss became {loss_val} at step {step + 1}; stopped without saving. The last "
@@ -237,7 +234,7 @@ def train(
             t0 += time.perf_counter() - t_pause
         if step % ckpt_every == 0 or step == total:
             t_pause = time.perf_counter()
-            wrote = _save(
+            _save(
                 acc,
                 model,
                 optimizer,
@@ -252,13 +249,10 @@ def train(
                 gather_object,
                 {"lineage": inputs, "data_provenance": datasets.provenance},
             )
-            if wrote:
-                trace.event("checkpoint", step)
             t0 += time.perf_counter() - t_pause
 
     # ---- stop ------------------------------------------------------------------------------
     feed.close()
-    trace.params(raw_model)
     if log is not None:
         log.close()
     acc.wait_for_everyone()
@@ -308,12 +302,41 @@ def _seed_rank(seed: int, rank: int) -> None:
     random.seed(s)
 
 
-def _resume_source(cfg: TrainConfig, ckpt_dir: Path) -> Path | None:
+def _fit_smoke_batch(cfg: TrainConfig, n_train: int, world: int, main: bool) -> TrainConfig:
+    """--quick-smoke trains on the model's small built-in data: a batch size larger than its
+    training split (a model default meant for the full data, or a flag) is capped to fit."""
+    fit = max(1, n_train // max(1, world))
+    if cfg.batch_size <= fit:
+        return cfg
+    if main:
+        _warn(
+            f"--quick-smoke: batch size capped at {fit} (was {cfg.batch_size}): the smoke "
+            f"data's training split has {n_train} samples for {world} process(es)"
+        )
+    return cfg.model_copy(update={"batch_size": fit})
+
+
+def _resume(cfg: TrainConfig, ckpt_dir: Path, main: bool) -> tuple[Path | None, Any, Any]:
+    """(checkpoint, training state, weights) to resume from, or Nones to start afresh.
+
+    `--resume auto`: the newest checkpoint of the run that verifies and loads; a newer one that
+    is truncated or fails its checksum is skipped with a warning on stderr (main process). An
+    explicit `--resume PATH` that is damaged is an error (CheckpointCorrupt)."""
     if cfg.resume is None:
-        return None
+        return None, None, None
     if cfg.resume == "auto":
-        return ckpt.latest_checkpoint(ckpt_dir)  # None: nothing to resume, start fresh
-    return ckpt.resolve_checkpoint(Path(cfg.resume))
+        found = ckpt.load_latest_intact(ckpt_dir, on_skip=_warn if main else _ignore)
+        return found if found is not None else (None, None, None)  # None: nothing yet
+    source = ckpt.resolve_checkpoint(Path(cfg.resume))
+    return source, ckpt.load_train_state(source), ckpt.load_weights(source)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _ignore(message: str) -> None:
+    pass
 
 
 class _Feed:
@@ -387,8 +410,6 @@ def _micro_step(acc, plugin, model, datasets, items, per_step, chunks) -> torch.
     total = torch.zeros((), device=acc.device)
     pieces = [items[i::chunks] for i in range(chunks)] if chunks > 1 else [items]
     for piece in pieces:
-        if len(piece) > _fault("ASTROBIO_TEST_OOM_ABOVE", 1 << 30):
-            raise torch.OutOfMemoryError("injected by ASTROBIO_TEST_OOM_ABOVE")
         batch = _to_device(collate(piece), acc.device)
         with acc.autocast():
             loss = plugin.loss(model, batch, datasets)
@@ -426,12 +447,6 @@ def _memory_text() -> str:
 def _empty_cache() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _fault(var: str, default: int = -1) -> int:
-    """Test hooks (fault injection), read from the environment; unset in normal runs."""
-    raw = os.environ.get(var)
-    return int(raw) if raw else default
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -505,36 +520,3 @@ def _save(
         )
     acc.wait_for_everyone()
     return acc.is_main_process
-
-
-class _Trace:
-    """With ASTROBIO_TRAIN_TRACE=DIR, each rank records the sample indices it trained on and a
-    hash of its final parameters (tests check distinct samples and identical replicas)."""
-
-    def __init__(self, rank: int) -> None:
-        d = os.environ.get("ASTROBIO_TRAIN_TRACE")
-        self.path = Path(d) / f"trace-rank{rank}.jsonl" if d else None
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-
-    def _write(self, record: dict[str, Any]) -> None:
-        if self.path is not None:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-
-    def samples(self, step: int, order: BatchOrder, start: int, end: int) -> None:
-        if self.path is not None:
-            idx = [i for k in range(start, end) for i in order.indices(k)]
-            self._write({"step": step + 1, "indices": idx})
-
-    def event(self, what: str, step: int) -> None:
-        self._write({"event": what, "step": step})
-
-    def params(self, model) -> None:
-        if self.path is None:
-            return
-        h = hashlib.sha256()
-        for name, p in sorted(model.state_dict().items()):
-            h.update(name.encode())
-            h.update(p.detach().cpu().contiguous().numpy().tobytes())
-        self._write({"param_sha256": h.hexdigest()})

@@ -93,7 +93,9 @@ class CubeUNetAdapter:
         nlat, nlon = self.g.shape
 
         class CubeUNetInput(BaseModel):
-            model_config = ConfigDict(extra="forbid")
+            # strict: "23.4" and true are not numbers (an integer is a fine float); NaN and
+            # Infinity (and 1e400) are rejected as not finite
+            model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
             stellar_flux: float = Field(gt=0, le=1e5, description="W m-2 at the orbit (Earth 1361)")
             rotation_period: float = Field(gt=0, le=1e4, description="day")
             obliquity: float = Field(ge=0, le=90, description="degree")
@@ -152,9 +154,11 @@ class CubeUNetAdapter:
         return out
 
     def predict(self, items: list[Any]) -> list[dict[str, Any]]:
+        """One forward pass for every planet of `items` (and every tile of each), then each
+        planet's tiles stitched."""
         from astrobio_data_sources.synthetic_climate import annual_insolation
 
-        out = []
+        planets = []
         for it in items:
             scalars = {n: float(getattr(it, n)) for n in self.cu.SCALARS}
             land = (
@@ -174,27 +178,34 @@ class CubeUNetAdapter:
             norm = {n: self._normalise(n, v) for n, v in scalars.items()}
             norm["land_mask"] = self._normalise("land_mask", land)
             norm["rsdt"] = self._normalise("rsdt", rsdt)
-            out.append(planet_output(self._planet(norm), self.g.area))
+            planets.append(self._items(norm))
+        flat = [x for planet_items, _ in planets for x in planet_items]
+        phys = forward(self, flat, whole=not self.g.tiled)
+        out, start = [], 0
+        for planet_items, origins in planets:
+            part = phys[start : start + len(planet_items)]
+            start += len(planet_items)
+            field = part[0] if origins is None else self.g.stitch(part, origins)
+            out.append(planet_output(field, self.g.area))
         return out
 
-    def _planet(self, norm: dict[str, np.ndarray]) -> np.ndarray:
-        """(2, Z, Y, X) physical prediction from one planet's normalised fields."""
+    def _items(self, norm: dict[str, np.ndarray]) -> tuple[list[dict[str, Any]], Any]:
+        """One planet's normalised fields as the model's items: the whole planet, or its tiles
+        (cut as preprocess cuts them) and their origins."""
         from astrobio_cli.data.climate import cut_tiles, tile_lats
 
         if not self.g.tiled:
-            items = [{**norm, "lat": self.g.lat}]
-            origins = None
-        else:
-            land, origins = cut_tiles(norm["land_mask"], self.g.patch)
-            wide = np.broadcast_to(norm["rsdt"][:, None], self.g.shape)
-            rsdt = cut_tiles(wide, self.g.patch)[0][:, :, 0]  # (tiles, plat)
-            lats = tile_lats(self.g.lat, origins[:, 0], land.shape[1])
-            scal = {n: norm[n] for n in self.cu.SCALARS}
-            items = [
-                {**scal, "land_mask": land[t], "rsdt": rsdt[t], "lat": lats[t]}
-                for t in range(len(land))
-            ]
-        return predict_planet(self, items, origins)
+            return [{**norm, "lat": self.g.lat}], None
+        land, origins = cut_tiles(norm["land_mask"], self.g.patch)
+        wide = np.broadcast_to(norm["rsdt"][:, None], self.g.shape)
+        rsdt = cut_tiles(wide, self.g.patch)[0][:, :, 0]  # (tiles, plat)
+        lats = tile_lats(self.g.lat, origins[:, 0], land.shape[1])
+        scal = {n: norm[n] for n in self.cu.SCALARS}
+        items = [
+            {**scal, "land_mask": land[t], "rsdt": rsdt[t], "lat": lats[t]}
+            for t in range(len(land))
+        ]
+        return items, origins
 
     def _normalise(self, name: str, value: Any) -> np.ndarray:
         """Physical -> normalised like the data layer: float32 values, the Rust kernel."""
@@ -204,10 +215,9 @@ class CubeUNetAdapter:
         return dc.normalize(v.reshape(1, -1), self.stats.select([name])).reshape(v.shape)
 
 
-def predict_planet(owner: Any, items: list[dict[str, Any]], origins) -> np.ndarray:
-    """The model on one planet's items (normalised NumPy fields of the whole planet, or of each
-    of its tiles at `origins`): (2, Z, Y, X) physical, stitched when tiled. `owner` has
-    `model`, `transform`, `ctx`, `cu` and `g` (a CubeGrid)."""
+def forward(owner: Any, items: list[dict[str, Any]], *, whole: bool) -> np.ndarray:
+    """The model on items (normalised NumPy fields of whole planets or of tiles), in one batch:
+    (items, 2, Z, y, x) physical. `owner` has `model`, `transform`, `ctx`, `cu` and `g`."""
     import torch
 
     z = len(owner.g.plev)
@@ -220,12 +230,18 @@ def predict_planet(owner: Any, items: list[dict[str, Any]], origins) -> np.ndarr
             for k, v in it.items()
             if k != "lat"
         }
-        item.update(ta=zeros, hus=zeros, lat=it["lat"], whole=origins is None, index=-1)
+        item.update(ta=zeros, hus=zeros, lat=it["lat"], whole=whole, index=-1)
         batch.append(owner.transform(item)["x"])
     device = next(owner.model.parameters()).device
     with torch.no_grad():
         y = owner.model(torch.stack(batch).to(device)).float().cpu()
-    phys = owner.cu.unscale(y, owner.ctx).double().numpy()  # (items, 2, Z, y, x)
+    return owner.cu.unscale(y, owner.ctx).double().numpy()
+
+
+def predict_planet(owner: Any, items: list[dict[str, Any]], origins) -> np.ndarray:
+    """One planet's (2, Z, Y, X) physical prediction from its items: the whole planet, or its
+    tiles at `origins`, stitched."""
+    phys = forward(owner, items, whole=origins is None)
     return phys[0] if origins is None else owner.g.stitch(phys, origins)
 
 
