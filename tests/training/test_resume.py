@@ -56,3 +56,17 @@ def test_sigkill_then_resume_is_bit_identical(
     b = load_weights(latest_checkpoint(killed / "checkpoints"))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_of_a_finished_run_says_there_is_nothing_left(
+    run_astrobio, train_env, tmp_path, tiny_config
+):
+    run = tmp_path / "run"
+    args = ["train", "cube-unet", "--cpu", "--steps", "2", "--batch-size", "4",
+            "--config", str(tiny_config), "--out", str(run)]  # fmt: skip
+    r = run_astrobio(*args, env=train_env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_astrobio(*args, "--resume", "auto", env=train_env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert "nothing left to train" in r.stdout and "--steps" in r.stdout

@@ -245,7 +245,12 @@ def _print_summary(run_dir: Path, json_out: bool) -> None:
         return
     c = Console(highlight=False)
     c.print(f"[bold]run[/] {run_dir}")
-    if summary:
+    if summary and summary.get("final_loss") is None:  # resumed at (or past) its last step
+        c.print(
+            f"steps {summary['steps']}: nothing left to train, the run had already reached its "
+            "last step; give a larger --steps to train on"
+        )
+    elif summary:
         c.print(
             f"steps {summary['steps']}  final loss {summary['final_loss']:.4g}  "
             f"{summary['samples_per_s']:.1f} samples/s  processes {summary['world_size']}"
