@@ -250,16 +250,22 @@ def plan(query: ExoplanetQuery) -> tuple[str, str]:
         return query.adql(), TapService(client).sync_url(query.adql())
 
 
-def _parse(text: str, query: ExoplanetQuery, what: str):
-    from astrobio_cli.net.content import parse_delimited
+def _parse(path: Path, query: ExoplanetQuery, what: str):
+    """The body at `path` as a typed table, streamed from disk (a large table is never held as
+    one bytes or str object)."""
+    from astrobio_cli.net.content import parse_delimited_file
+    from astrobio_cli.net.errors import ContentError
 
     kinds = {name: info.kind for name, info in COLUMNS.items()}
-    table = parse_delimited(
-        text,
-        expected_columns=query.expected_columns,
-        kinds=kinds,
-        what=what,  # type: ignore[arg-type]
-    )
+    try:
+        table = parse_delimited_file(
+            path,
+            expected_columns=query.expected_columns,
+            kinds=kinds,
+            what=what,  # type: ignore[arg-type]
+        )
+    except UnicodeDecodeError as exc:
+        raise ContentError(f"{what} sent a body that is not UTF-8 text: {exc}") from None
     for col in table.columns:
         info = COLUMNS.get(col.name.lower())
         if info is not None:
@@ -304,13 +310,10 @@ def fetch(
         parsed: dict[str, Any] = {}
 
         def validate(tmp: Path, headers: dict[str, str]) -> None:
-            raw = tmp.read_bytes()
-            check_body(raw[:65536], what=what, content_type=headers.get("content-type", ""))
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ContentError(f"{what} sent a body that is not UTF-8 text: {exc}") from None
-            parsed["table"] = _parse(text, query, what)
+            with tmp.open("rb") as fh:
+                head = fh.read(65536)
+            check_body(head, what=what, content_type=headers.get("content-type", ""))
+            parsed["table"] = _parse(tmp, query, what)
 
         if use_async:
             s = settings.source(SOURCE)
@@ -333,9 +336,7 @@ def fetch(
         table = parsed.get("table")
         if table is None:  # a cache hit: parse the stored body
             try:
-                table = _parse(
-                    hit.path.read_text(encoding="utf-8"), query, f"the cached copy {hit.path}"
-                )
+                table = _parse(hit.path, query, f"the cached copy {hit.path}")
             except (ContentError, UnicodeDecodeError) as exc:
                 raise ContentError(f"{exc}; run again with --refresh to download it anew") from None
 
