@@ -95,6 +95,21 @@ class SourceSettings(BaseModel):
     backoff: PositiveFloat = Field(
         1.0, description="seconds before the first retry (doubles each retry, with jitter)"
     )
+    # NCBI's E-utilities usage policy: every call names the tool and a contact email.
+    tool: str = Field(
+        "astrobio",
+        pattern=r"^\S+$",
+        description="ncbi only: the `tool` parameter sent with every E-utilities call",
+    )
+    email: str = Field(
+        "",
+        pattern=r"^$|^[^@\s]+@[^@\s]+$",
+        description="ncbi only: the `email` parameter sent with every E-utilities call "
+        "(empty: not sent); kept out of the cache key, messages and provenance",
+    )
+
+
+_NCBI_ONLY = ("tool", "email")
 
 
 class AttentionSettings(BaseModel):
@@ -135,6 +150,17 @@ class Settings(BaseSettings):
     def _normalise_source_names(cls, v: Any) -> Any:
         if isinstance(v, dict):
             return {str(k).replace("-", "_").lower(): val for k, val in v.items()}
+        return v
+
+    @field_validator("sources", mode="after")
+    @classmethod
+    def _ncbi_only_keys(cls, v: dict[str, SourceSettings]) -> dict[str, SourceSettings]:
+        for name, s in v.items():
+            extra = sorted(k for k in _NCBI_ONLY if k in s.model_fields_set)
+            if extra and name != "ncbi":
+                raise ValueError(
+                    f"sources.{name}.{extra[0]} is an NCBI setting: set sources.ncbi.{extra[0]}"
+                )
         return v
 
     def source(self, name: str) -> SourceSettings:

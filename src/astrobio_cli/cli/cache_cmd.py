@@ -47,7 +47,33 @@ def _print_partials(console, partials, escape) -> None:
         console.print(f"  {p.bytes:>10}  {state:<9}  {escape(str(p.path))}")
 
 
-def cache_list(source: SourceOpt = None) -> None:
+def _entry_doc(e) -> dict:
+    req = e.record.get("request", {})
+    return {
+        "source": e.source,
+        "key": e.key,
+        "bytes": e.bytes,
+        "sha256": e.sha256 or None,
+        "created": e.created.isoformat(),
+        "age_s": round(e.age_s, 3),
+        "state": "corrupt" if e.corrupt else "ok",
+        "corrupt": e.corrupt,
+        "broken": e.broken,
+        "url": e.record.get("url"),
+        "request": req if isinstance(req, dict) else None,
+        "path": str(e.body),
+    }
+
+
+def cache_list(
+    source: SourceOpt = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object (cache, entries, partials, totals) instead."
+        ),
+    ] = False,
+) -> None:
     """List cached downloads: source, key, size, age, state and the request; then any partial
     downloads."""
     from rich.markup import escape
@@ -57,6 +83,19 @@ def cache_list(source: SourceOpt = None) -> None:
     cache = _cache()
     entries = list(cache.entries(source))
     partials = cache.partials(source)
+    if as_json:
+        import json
+
+        doc = {
+            "cache": str(cache.root),
+            "source": source,
+            "entries": [_entry_doc(e) for e in entries],
+            "partials": [{"path": str(p.path), "bytes": p.bytes, "live": p.live} for p in partials],
+            "total_entries": len(entries),
+            "total_bytes": sum(e.bytes for e in entries),
+        }
+        typer.echo(json.dumps(doc, indent=2, default=str))
+        return
     console = _console()
     if not entries:
         empty = "has no entries" if partials else "is empty"

@@ -59,6 +59,14 @@ def preprocess(
         int | None, typer.Option(min=1, help="Samples per step (default: ~256 MB of input).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print one JSON object (output, stats file, per-variable shape and stats) "
+            "instead of the table; progress stays on stderr.",
+        ),
+    ] = False,
 ) -> None:
     """Regrid, normalise (stats from the train split), fill NaN and cut patches, into Zarr.
 
@@ -124,6 +132,9 @@ def preprocess(
     if interrupted:
         _interrupted(err, out)
 
+    if as_json:
+        typer.echo(_json_doc(result))
+        return
     table = Table(
         title=f"{result.out}  ({result.seconds:.2f} s, {'rust' if result.native else 'numpy'})"
     )
@@ -144,6 +155,49 @@ def preprocess(
     console = Console(soft_wrap=True)
     console.print(table)
     console.print(f"stats: {result.stats_path}", highlight=False)
+
+
+def _json_doc(result) -> str:
+    """`--json`: the result as one JSON object (non-finite numbers as null)."""
+    import json
+    import math
+
+    def num(x) -> float | None:
+        x = float(x)
+        return x if math.isfinite(x) else None
+
+    s = result.stats
+    variables = []
+    for v, name in enumerate(s.names):
+        extra = s.extra.get(name, {})
+        group = (
+            "scalar" if extra.get("kind") == "scalar" else str(extra.get("level_dim") or "surface")
+        )
+        variables.append(
+            {
+                "name": name,
+                "group": group,
+                "shape": list(result.shapes[name]),
+                "units": extra.get("units", ""),
+                "count": int(s.count[v]),
+                "mean": num(s.mean[v]),
+                "std": num(s.std[v]),
+                "min": num(s.min[v]),
+                "max": num(s.max[v]),
+            }
+        )
+    doc = {
+        "out": str(result.out),
+        "stats": str(result.stats_path),
+        "seconds": round(result.seconds, 3),
+        "backend": "rust" if result.native else "numpy",
+        "groups": [
+            {"label": g.label, "sample_dims": list(g.sample_dims), "variables": list(g.names)}
+            for g in result.groups
+        ],
+        "variables": variables,
+    }
+    return json.dumps(doc, indent=2)
 
 
 def _interrupted(err, out: Path) -> None:

@@ -1,4 +1,5 @@
-"""`astrobio runs show RUN`: one run's chain, from the archive query to its checkpoints."""
+"""`astrobio runs list [DIR]`: the runs with their key metrics; `astrobio runs show RUN`: one run's
+chain, from the archive query to its checkpoints."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ _STEP = re.compile(r"^step-(\d+)$")
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Training runs: where their data came from.", no_args_is_help=True)
+    group = typer.Typer(
+        help="Training runs: list them with their metrics; where their data came from.",
+        no_args_is_help=True,
+    )
+    group.command("list")(runs_list)
     group.command("show")(runs_show)
     app.add_typer(group, name="runs")
 
@@ -88,3 +93,160 @@ def runs_show(
     for ck in info["checkpoints"]:
         loss = f"loss {ck['loss']:.4g}" if isinstance(ck["loss"], int | float) else ""
         c.print(f"     checkpoint step {ck['step']}  {loss}  {escape(ck['path'])}")
+
+
+# -- runs list ----------------------------------------------------------------------------------
+
+
+def _metrics_tail(path: Path) -> dict[str, Any]:
+    """The last step, loss and `val_*` values of metrics.jsonl (unreadable lines skipped)."""
+    out: dict[str, Any] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.update({k: v for k, v in rec.items() if k in ("step", "loss") or "val_" in k})
+    return out
+
+
+_PRIMARY: dict[str, tuple[str, str] | None] = {}
+
+
+def _primary_metric(model: str | None) -> tuple[str, str] | None:
+    """The model plugin's (metric, 'lower'|'higher'); None when the model is not installed."""
+    if not model:
+        return None
+    if model not in _PRIMARY:
+        try:
+            from astrobio_cli.cli import current_host
+
+            plugin = current_host().get("model", model).factory({})
+            key, better = plugin.primary_metric
+            _PRIMARY[model] = (str(key), str(better))
+        except Exception:  # an uninstalled or broken plugin: list the run without it
+            _PRIMARY[model] = None
+    return _PRIMARY[model]
+
+
+def _data_path(card: dict[str, Any]) -> str | None:
+    data = card.get("data")
+    if isinstance(data, dict):
+        data = data.get("path") or data.get("source")
+    if data:
+        return str(data)
+    for rec in card.get("inputs") or []:
+        if isinstance(rec, dict) and rec.get("path"):
+            return str(rec["path"])
+    return None
+
+
+def summarize_run(run_dir: Path) -> dict[str, Any] | None:
+    """One row of `runs list` (plain data, from run_card.json, summary.json and metrics.jsonl);
+    None when `run_dir` is not a run."""
+    from astrobio_cli.data.lineage import read_json
+
+    card = read_json(run_dir / "run_card.json")
+    if not isinstance(card, dict):
+        return None
+    summary = read_json(run_dir / "summary.json")
+    summary = summary if isinstance(summary, dict) else {}
+    tail = _metrics_tail(run_dir / "metrics.jsonl")
+    model = card.get("model") or summary.get("model")
+    primary = summary.get("primary_metric") or _primary_metric(model)
+    metric = better = value = None
+    if primary:
+        metric, better = primary[0], primary[1]
+        evals = summary.get("eval") if isinstance(summary.get("eval"), dict) else {}
+        value = evals.get(metric, tail.get(f"val_{metric}"))
+    when = card.get("started_utc")
+    if not when:
+        import datetime as dt
+
+        when = dt.datetime.fromtimestamp((run_dir / "run_card.json").stat().st_mtime, dt.UTC)
+        when = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "run": str(run_dir),
+        "name": run_dir.name,
+        "model": model,
+        "steps": summary.get("steps", tail.get("step")),
+        "final_loss": summary.get("final_loss", tail.get("loss")),
+        "metric": metric,
+        "better": better,
+        "value": value,
+        "data": _data_path(card),
+        "started_utc": when,
+        "finished": bool(summary),
+    }
+
+
+def list_runs(root: Path) -> list[dict[str, Any]]:
+    """Every run directly under `root` (or `root` itself when it is a run), newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(
+            f"{root} is not a directory; give the directory that holds the runs (default: the "
+            "runs_dir setting)"
+        )
+    dirs = [root] if (root / "run_card.json").is_file() else sorted(root.iterdir())
+    rows = [r for d in dirs if d.is_dir() and (r := summarize_run(d)) is not None]
+    rows.sort(key=lambda r: (str(r["started_utc"]), r["name"]), reverse=True)
+    return rows
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return "-" if x is None else str(x)
+
+
+def runs_list(
+    root: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[DIR]", help="Directory holding the runs (default: the runs_dir setting)."
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object ({runs_dir, runs: [...]}).")
+    ] = False,
+) -> None:
+    """The runs under DIR, newest first: model, steps, final loss, the held-out primary metric,
+    data and start time."""
+    if root is None:
+        from astrobio_cli.settings import get_settings
+
+        root = get_settings().runs_dir
+    rows = list_runs(root)
+    if json_out:
+        typer.echo(json.dumps({"runs_dir": str(root), "runs": rows}, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    c = Console(soft_wrap=True, highlight=False)
+    if not rows:
+        c.print(f"no runs under {escape(str(root))}")
+        return
+    # Plain aligned lines, not a rich table: names and paths stay whole and greppable.
+    c.print(f"runs: {escape(str(root))}")
+    head = f"{'started (UTC)':<20} {'run':<24} {'model':<20} {'steps':>6} {'loss':>9}  held-out"
+    c.print(f"[bold]{head}[/]  data")
+    for r in rows:
+        metric = "-"
+        if r["metric"]:
+            arrow = {"lower": " (lower better)", "higher": " (higher better)"}.get(
+                str(r["better"]), ""
+            )
+            metric = f"{r['metric']} {_fmt(r['value'])}{arrow}"
+        name = r["name"] + ("" if r["finished"] else " (unfinished)")
+        c.print(
+            f"{_fmt(r['started_utc']):<20} {escape(name):<24} {escape(_fmt(r['model'])):<20} "
+            f"{_fmt(r['steps']):>6} {_fmt(r['final_loss']):>9}  {escape(metric)}  "
+            f"{escape(_fmt(r['data']))}"
+        )

@@ -105,6 +105,9 @@ def make_client(
     if rate is None:
         rate = keyed_rate if (key and keyed_rate) else default_rate
     kw.setdefault("retry", RetryPolicy(retries=s.retries, backoff=s.backoff))
+    kw.setdefault("deadline", s.deadline)
+    kw.setdefault("command_deadline", s.command_deadline)
+    kw.setdefault("max_bytes", s.max_bytes)
     return SourceClient(
         source,
         base_url=s.base_url or default_base_url,

@@ -8,6 +8,10 @@
   query_key); `efetch` then pages through it `batch_size` records at a time (retstart/retmax).
 - NCBI allows 3 requests/s, 10 with an API key (settings: `sources.ncbi.api_key`); the key goes in
   the `api_key` parameter and never into the cache key, messages or provenance.
+- NCBI's usage policy: every call carries `tool` (setting `sources.ncbi.tool`, default
+  "astrobio") and `email` (`sources.ncbi.email`; unset: not sent, and a one-time note on stderr).
+  Neither enters the cache key (they do not change the answer); the email is masked (`***`) in
+  messages, --dry-run and provenance.
 - Every batch is checked before it enters the cache: each GenBank record must end with `//` and
   parse with Biopython, each FASTA record must have a sequence; a bad record is named.
 - An accession the server does not return, or a query with no hits, is a "not found" and nothing
@@ -99,12 +103,61 @@ class NcbiQuery:
         return [ids[i : i + self.batch_size] for i in range(0, len(ids), self.batch_size)]
 
 
-def _client():
-    from astrobio_data_sources._remote import make_client
+_noted_email = False
 
-    return make_client(
+
+def _identity() -> dict[str, str]:
+    """`tool` and `email` for every E-utilities call (NCBI's usage policy); no email: a note."""
+    global _noted_email
+    from astrobio_cli.settings import get_settings
+
+    s = get_settings().source(SOURCE)
+    out = {"tool": s.tool}
+    if s.email:
+        out["email"] = s.email
+    elif not _noted_email:
+        _noted_email = True
+        import sys
+
+        print(
+            "note: NCBI asks every E-utilities user for a contact email; set sources.ncbi.email "
+            "(e.g. ASTROBIO_SOURCES__NCBI__EMAIL=you@example.org)",
+            file=sys.stderr,
+        )
+    return out
+
+
+def _client():
+    from astrobio_data_sources._remote import SourceClient, make_client
+
+    class NcbiClient(SourceClient):
+        """Adds `tool`/`email` to every request's parameters, after the cache key was made;
+        the email is masked like the API key wherever a URL is shown or recorded."""
+
+        identity: dict[str, str] = {}
+
+        def params_with_key(self, params):
+            out = super().params_with_key(params)
+            for k, v in self.identity.items():
+                out.setdefault(k, v)
+            return out
+
+        def redact(self, text: str) -> str:
+            text = super().redact(text)
+            email = self.identity.get("email")
+            if email:
+                from urllib.parse import quote, quote_plus
+
+                for form in {email, quote(email, safe=""), quote_plus(email)}:
+                    text = text.replace(form, "***")
+            return text
+
+    client = make_client(
         SOURCE, BASE_URL, default_rate=RATE, keyed_rate=RATE_WITH_KEY, api_key_param="api_key"
     )
+    client.__class__ = NcbiClient  # make_client builds a SourceClient; same state, more policy
+    client.identity = _identity()
+    return client
 
 
 def esearch_params(q: NcbiQuery) -> dict[str, Any]:
