@@ -79,7 +79,9 @@ def train_command(
     optimizer: Annotated[Optim | None, typer.Option(help="adamw, lion or sgd.")] = None,
     scheduler: Annotated[Sched | None, typer.Option(help="Learning-rate schedule.")] = None,
     warmup: Annotated[int | None, typer.Option(help="Warmup steps.")] = None,
-    strategy: Annotated[Strategy | None, typer.Option(help="ddp or fsdp (multi-GPU).")] = None,
+    strategy: Annotated[
+        Strategy | None, typer.Option(help="ddp or fsdp (N GPUs, or --cpu --procs N).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML file of options (and a model: section).")
     ] = None,
@@ -153,10 +155,10 @@ def train_command(
     launch.check_gpus(cfg.gpus)
     if cfg.precision == "fp16" and (cfg.cpu or not cuda_device_count()):
         raise UsageError("--precision fp16 needs a CUDA device; on CPU use --precision bf16")
-    if cfg.strategy == "fsdp" and (cfg.cpu or not cuda_device_count()):
+    if cfg.strategy == "fsdp" and (cfg.cpu or not cuda_device_count()) and cfg.procs < 2:
         raise UsageError(
-            "--strategy fsdp shards a model over GPUs: use it with --gpus N; on the CPU use the "
-            "default --strategy ddp"
+            "--strategy fsdp shards a model over processes: use it with --gpus N, or on the "
+            "CPU with --cpu --procs N (N >= 2, gloo)"
         )
     run_dir = _run_dir(cfg)
 

@@ -84,17 +84,25 @@ def train(
     # ---- setup -----------------------------------------------------------------------------
     if cfg.precision == "fp16" and (cfg.cpu or not torch.cuda.is_available()):
         raise UsageError("--precision fp16 needs a CUDA device; on CPU use --precision bf16")
+    on_cpu = cfg.cpu or not torch.cuda.is_available()
     fsdp_plugin = None
-    if cfg.strategy == "fsdp":
+    if cfg.strategy == "fsdp" and not on_cpu:
         from accelerate import FullyShardedDataParallelPlugin
 
-        fsdp_plugin = FullyShardedDataParallelPlugin()
+        # FSDP2 (`fully_shard`), the same sharding the CPU path applies itself (below).
+        fsdp_plugin = FullyShardedDataParallelPlugin(fsdp_version=2)
     acc = Accelerator(
-        cpu=cfg.cpu or not torch.cuda.is_available(),
+        cpu=on_cpu,
         mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[cfg.precision],
         fsdp_plugin=fsdp_plugin,
     )
     world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
+    cpu_fsdp = cfg.strategy == "fsdp" and acc.device.type == "cpu"
+    if cpu_fsdp and world < 2:
+        raise UsageError(
+            "--strategy fsdp shards the model over processes: on the CPU use --cpu --procs N "
+            "with N >= 2"
+        )
     _set_threads(acc.num_processes if acc.device.type == "cpu" else 1)
 
     set_seed(cfg.seed)  # same seed on every rank: identical data split and initial weights
@@ -122,13 +130,18 @@ def train(
     ckpt_every = cfg.checkpoint_every or max(1, total // 4)
     log_every = 1 if cfg.quick_smoke else cfg.log_every
 
+    if cpu_fsdp:  # before the optimizer: sharding replaces the parameters with DTensor shards
+        model = _fully_shard_cpu(model, world)
     optimizer = build_optimizer(
         cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
     )
     scheduler = build_scheduler(
         cfg.scheduler, optimizer, total=total, warmup=cfg.warmup, restarts=cfg.restarts
     )
-    model, optimizer = acc.prepare(model, optimizer)
+    if cpu_fsdp:  # Accelerate would wrap the model in DDP on the CPU (it ignores FSDP there)
+        optimizer = acc.prepare(optimizer)
+    else:
+        model, optimizer = acc.prepare(model, optimizer)
     raw_model = acc.unwrap_model(model)
     if cfg.compile:
         model = torch.compile(model)
@@ -143,8 +156,17 @@ def train(
                 f"checkpoint {source} was written by {len(state['rng'])} process(es); resume it "
                 f"with the same count (--procs {len(state['rng'])}), not {world}"
             )
-        raw_model.load_state_dict(weights)
-        optimizer.load_state_dict(state["optimizer"])
+        saved = state.get("strategy", "ddp")
+        if (saved == "fsdp") != (cfg.strategy == "fsdp"):
+            raise UsageError(
+                f"checkpoint {source} was written with --strategy {saved}; resume it with the "
+                f"same strategy, not {cfg.strategy}"
+            )
+        if cfg.strategy == "fsdp":
+            _fsdp_load(model, optimizer, weights, state["optimizer"])
+        else:
+            raw_model.load_state_dict(weights)
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_step, consumed, chunks = state["step"], state["position"], state.get("chunks", 1)
         resumed_from = str(source)
@@ -186,7 +208,7 @@ def train(
                     consumed += 1
                     # no_sync: skip DDP's gradient all-reduce on all but the last micro-batch.
                     sync = micro == per_step - 1
-                    with contextlib.nullcontext() if sync else acc.no_sync(model):
+                    with contextlib.nullcontext() if sync else _no_sync(acc, model, cfg):
                         step_loss += _micro_step(
                             acc, plugin, model, datasets, step_items[micro], per_step, chunks
                         )
@@ -475,6 +497,81 @@ def _evaluate(acc, plugin, model, raw_model, datasets, cfg) -> dict[str, float]:
     return metrics
 
 
+def _fully_shard_cpu(model: torch.nn.Module, world: int) -> torch.nn.Module:
+    """FSDP2 over a CPU device mesh (gloo): each top-level submodule that holds trainable
+    parameters is one shard group (the members of a container such as `ModuleList` each one),
+    the root holds the rest. Parameters, gradients and optimizer state are split over the
+    ranks along their first dimension between steps."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (world,))
+
+    def shard_children(module: torch.nn.Module) -> None:
+        for child in module.children():
+            if not any(p.requires_grad for p in child.parameters()):
+                continue
+            if type(child).forward is torch.nn.Module.forward:  # a container: no forward
+                shard_children(child)
+            else:
+                fully_shard(child, mesh=mesh)
+
+    shard_children(model)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def _no_sync(acc, model, cfg):
+    """Skip the gradient sync on a micro-batch that is not the step's last one."""
+    if cfg.strategy != "fsdp" or not hasattr(model, "set_requires_gradient_sync"):
+        return acc.no_sync(model)
+    return _fsdp2_no_sync(model)
+
+
+@contextlib.contextmanager
+def _fsdp2_no_sync(model):  # FSDP2 accumulates unsharded gradients, reduce-scatters at the end
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
+
+
+def _fsdp_state(model, optimizer) -> tuple[Any, Any]:
+    """(full weights, full optimizer state keyed by parameter name) on rank 0, None elsewhere.
+    A collective: every rank calls it."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(model, options=opts)
+    optim = get_optimizer_state_dict(model, _inner(optimizer), options=opts)
+    if torch.distributed.get_rank() != 0:
+        return None, None
+    return weights, optim
+
+
+def _fsdp_load(model, optimizer, weights, optim_state) -> None:
+    """Load a full (unsharded) checkpoint into the sharded model and optimizer: every rank
+    read the same files and keeps its own shard."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, weights, options=opts)
+    set_optimizer_state_dict(model, _inner(optimizer), optim_state, options=opts)
+
+
+def _inner(optimizer):
+    return getattr(optimizer, "optimizer", optimizer)  # under Accelerate's wrapper
+
+
 def _save(
     acc,
     model,
@@ -492,7 +589,11 @@ def _save(
 ) -> bool:
     # get_state_dict and gather_object are collectives (FSDP gathers shards; every rank's RNG
     # goes to rank 0), so every rank calls them; only the main process writes.
-    weights = acc.get_state_dict(model)
+    if cfg.strategy == "fsdp":  # full weights and optimizer state, gathered on rank 0
+        weights, optim_state = _fsdp_state(model, optimizer)
+    else:
+        weights = acc.get_state_dict(model)
+        optim_state = optimizer.state_dict() if acc.is_main_process else None
     rng = gather_object([ckpt.rng_state()]) if acc.num_processes > 1 else [ckpt.rng_state()]
     if acc.is_main_process:
         ckpt.save_checkpoint(
@@ -500,7 +601,8 @@ def _save(
             step,
             model_state=weights,
             train_state={
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optim_state,
+                "strategy": cfg.strategy,
                 "scheduler": scheduler.state_dict(),
                 "rng": rng,
                 "position": consumed,
