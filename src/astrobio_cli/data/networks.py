@@ -23,11 +23,11 @@ No torch, no plugin.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from astrobio_cli.data.lineage import file_sha256
 from astrobio_cli.errors import UsageError
 
 BUILTIN = ("textbook", "iJO1366", "salmonella")
@@ -99,14 +99,6 @@ class MetabolicNetwork:
         if self.builtin is not None:
             out["builtin"] = self.builtin
         return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _builtin_file(name: str) -> Path | None:
@@ -190,7 +182,7 @@ def read_metabolic_network(source: str | Path) -> MetabolicNetwork:
         prov = {
             "source": given,
             "format": "builtin",
-            "sha256": _sha256(shipped) if shipped else None,
+            "sha256": file_sha256(shipped) if shipped else None,
             "cobra_version": cobra.__version__,
             "builtin": name,
         }
@@ -219,7 +211,7 @@ def read_metabolic_network(source: str | Path) -> MetabolicNetwork:
     prov = {
         "source": given,
         "format": "cobra-json" if is_json else "sbml",
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "cobra_version": cobra.__version__,
     }
     return _check(_convert(model, **prov), given)

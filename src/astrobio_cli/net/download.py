@@ -289,13 +289,7 @@ def _claim_partial(partial: Path, meta: Path, tmp: Path, url: str, st: dict[str,
     if record.get("url") != url or not record.get("validator"):
         tmp.unlink()
         return
-    h = hashlib.sha256()
-    size = 0
-    with open(tmp, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    st.update(received=size, sha=h, validator=record["validator"], ranges=True)
+    _resume_from(tmp, record["validator"], st)
 
 
 def _keep_partial(tmp: Path, partial: Path, meta: Path, url: str, st: dict[str, Any]) -> None:
@@ -377,10 +371,15 @@ def _claim_orphan(dest: Path, tmp: Path, url: str, st: dict[str, Any]) -> None:
     _remove_orphans(dest)
     if claimed is None:
         return
+    _resume_from(tmp, claimed["validator"], st)
+
+
+def _resume_from(tmp: Path, validator: str, st: dict[str, Any]) -> None:
+    """Download state that continues after the bytes already in `tmp` (hashed once)."""
     h = hashlib.sha256()
     size = 0
     with open(tmp, "rb") as fh:
         while block := fh.read(1 << 20):
             h.update(block)
             size += len(block)
-    st.update(received=size, sha=h, validator=claimed["validator"], ranges=True)
+    st.update(received=size, sha=h, validator=validator, ranges=True)

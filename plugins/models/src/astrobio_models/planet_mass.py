@@ -85,7 +85,6 @@ used here (the hyper-parameter spread is small beside the intrinsic scatter).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -96,6 +95,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from astrobio_cli.data.lineage import file_sha256
 from astrobio_models._common import options
 
 NAME = "planet-mass"
@@ -230,14 +230,6 @@ def host_split(hosts: list[str], val_fraction: float, seed: int) -> tuple[list[i
     return train, val
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def data_provenance(path: Path, table, bundled: bool) -> dict[str, Any]:
     """Where the planets came from: the file, its sha256, the selection and, when the file was
     written by `astrobio fetch` (a `.provenance.json` sidecar beside it), the fetch's query,
@@ -245,7 +237,7 @@ def data_provenance(path: Path, table, bundled: bool) -> dict[str, Any]:
     prov: dict[str, Any] = {
         "source": str(path),
         "bundled": bundled,
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "catalogue": table.attrs.get("catalogue"),
         "selection": table.attrs.get("selection"),
     }
@@ -810,7 +802,7 @@ def write_extract(sources: list[Path], out: Path) -> dict[str, Any]:
     return {
         "rows": len(merged),
         "by_catalogue": merged["catalogue"].value_counts().to_dict(),
-        "sha256": _sha256(out),
+        "sha256": file_sha256(out),
     }
 
 
