@@ -16,10 +16,11 @@ import difflib
 import functools
 import importlib
 import os
+import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -109,10 +110,10 @@ class PluginHost:
 
     # -- loading -----------------------------------------------------------------------------
 
-    def load_entry_points(self, eps: Iterable[EntryPoint] | None = None) -> None:
+    def load_entry_points(self, eps: Iterable[Any] | None = None) -> None:
         """Import and register every plugin in the `astrobio` entry-point group."""
         if eps is None:
-            eps = entry_points(group=ENTRY_POINT_GROUP)
+            eps = cached_entry_points()
         # A name in the allow-list that is no entry point may be a registered name: then every
         # plugin has to be imported to find it, and specs are filtered one by one.
         ep_list = sorted(eps, key=lambda ep: ep.name)
@@ -334,6 +335,106 @@ def unknown_message(label: str, name: str, known: list[str]) -> str:
     hint = f"; did you mean '{close[0]}'?" if close else "."
     listing = ", ".join(known) if known else "none are installed"
     return f"unknown {label} '{name}'{hint} Known {label}s: {listing}"
+
+
+@dataclass(frozen=True)
+class _Dist:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class CachedEntryPoint:
+    """An entry point as the registry cache remembers it: loads like importlib's."""
+
+    name: str
+    value: str
+    dist: _Dist | None
+
+    def load(self) -> Any:
+        module, _, attr = self.value.partition(":")
+        obj = importlib.import_module(module.strip())
+        for part in filter(None, attr.strip().split(".")):
+            obj = getattr(obj, part)
+        return obj
+
+
+def _registry_key() -> str:
+    """Changes whenever a distribution is installed or removed: the sys.path directories and
+    their modification times (installing or removing a package adds or deletes a dist-info
+    directory in one of them), and the interpreter. (zlib, not hashlib: hashlib's import costs
+    more than the whole lookup.)"""
+    import zlib
+
+    parts = [sys.executable]
+    for entry in sys.path:
+        if not entry:  # the working directory (python -c / -m): no distributions there
+            continue
+        try:
+            parts.append(f"{entry}:{os.stat(entry).st_mtime_ns}")
+        except OSError:
+            continue
+    text = "|".join(parts).encode()
+    return f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
+
+
+def _user_cache_dir() -> Path:
+    """platformdirs' user cache directory, without importing platformdirs (startup time)."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
+        return Path(base) / "astrobio" / "Cache"
+    if sys.platform == "darwin":
+        return Path(os.path.expanduser("~/Library/Caches/astrobio"))
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "astrobio"
+
+
+def _registry_path() -> Path | None:
+    if os.environ.get("ASTROBIO_NO_REGISTRY_CACHE") == "1":
+        return None
+    root = os.environ.get("ASTROBIO_REGISTRY_CACHE") or _user_cache_dir()
+    return Path(root) / f"registry-{_registry_key()}.json"
+
+
+def cached_entry_points() -> list[Any]:
+    """The `astrobio` entry points, from a small cache keyed on the installed distributions.
+
+    Scanning every installed distribution's metadata costs ~50 ms of each `astrobio` start; the
+    cache turns it into a few stat calls. Any change to sys.path's directories (an install, an
+    uninstall, an upgrade) makes a new key; ASTROBIO_NO_REGISTRY_CACHE=1 bypasses it.
+    """
+    import json
+
+    path = _registry_path()
+    if path is not None:
+        try:
+            rows = json.loads(path.read_text())
+            return [
+                CachedEntryPoint(r["name"], r["value"], _Dist(r["dist"], r["version"]))
+                for r in rows
+            ]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # absent or unreadable: rebuild it below
+    from importlib.metadata import entry_points
+
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    if path is not None:
+        rows = [
+            {
+                "name": ep.name,
+                "value": ep.value,
+                "dist": ep.dist.name if ep.dist is not None else "?",
+                "version": ep.dist.version if ep.dist is not None else "?",
+            }
+            for ep in eps
+        ]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(rows))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only cache directory only costs the scan next time
+    return eps
 
 
 def load_host() -> PluginHost:

@@ -215,19 +215,37 @@ def run_smoke(
     ctx = _Context(host=host, requested_device=device)
     report = Report(device=device or "auto")
 
+    from astrobio_cli.extras import install_hint, missing
+
+    # The light core (`pip install astrobio`) has no torch: its checks are skipped, saying why.
+    no_torch = bool(missing("torch"))
+    torch_skip = f"needs {install_hint('torch')}"
     if "accelerator" in groups:
-        _accelerator(runner, ctx)
+        if no_torch:
+            runner.skip("accelerator", "accelerator", torch_skip)
+        else:
+            _accelerator(runner, ctx)
     if "imports" in groups:
         _imports(runner, ctx)
     if "native" in groups:
         runner.run("native", "native", _native)
     if "data" in groups:
-        runner.run("data", "data", _data)
+        if no_torch:
+            runner.skip("data", "data", torch_skip)
+        else:
+            runner.run("data", "data", _data)
     model_groups = {"model", "checkpoint", "precision"} & set(groups)
     if model_groups:
-        _models(runner, ctx, model_groups)
+        if no_torch:
+            for g in sorted(model_groups):
+                runner.skip(g, g, torch_skip)
+        else:
+            _models(runner, ctx, model_groups)
     if "attention" in groups:
-        _attention(runner, ctx)
+        if no_torch:
+            runner.skip("attention", "attention", torch_skip)
+        else:
+            _attention(runner, ctx)
     if "plugins" in groups:
         _plugin_checks(runner, ctx)
 

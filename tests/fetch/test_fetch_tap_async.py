@@ -128,3 +128,17 @@ def test_ctrl_c_aborts_the_job_on_the_server(loopback, archive_env, tmp_path):
     aborts = [r for r in loopback.hits("/TAP/async/job1/phase", "POST") if r.q("PHASE") == "ABORT"]
     assert len(aborts) == 1
     assert not list((tmp_path / "data").rglob("*.parquet"))
+
+
+def test_async_job_reports_its_phase_and_elapsed_time(loopback, archive_env, capsys):
+    UwsJob(loopback, ["QUEUED", "QUEUED", "EXECUTING", "COMPLETED"])
+    nx.fetch(nx.ExoplanetQuery.from_options(where="pl_rade < 3"), use_async=True, poll=FAST)
+    lines = capsys.readouterr().err.splitlines()
+    job = f"{loopback.base_url}/TAP/async/job1"
+    # one line per phase change (not per poll), each with the time since submission
+    assert [ln.split(",")[0] for ln in lines] == [
+        f"TAP job {job}: QUEUED",
+        f"TAP job {job}: EXECUTING",
+        f"TAP job {job}: COMPLETED",
+    ]
+    assert all(ln.endswith(" s elapsed") for ln in lines)

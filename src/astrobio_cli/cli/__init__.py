@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from astrobio_cli import __version__
 from astrobio_cli.errors import UserError
 
 # Core command modules; each defines `register(app)`. Modules are imported when the app is
@@ -34,6 +33,7 @@ COMMAND_MODULES = (
     "astrobio_cli.cli.serve_cmd",
     "astrobio_cli.cli.runs_cmd",
     "astrobio_cli.cli.predict_cmd",
+    "astrobio_cli.cli.catalog_cmd",
 )
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
@@ -41,6 +41,8 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 def _version_callback(value: bool) -> None:
     if value:
+        from astrobio_cli import __version__
+
         typer.echo(f"astrobio {__version__}")
         raise typer.Exit()
 
@@ -54,7 +56,7 @@ def build_app(host=None) -> typer.Typer:
         help="Machine learning for astrobiology: fetch archives, preprocess climate datacubes, "
         "train models and benchmark attention kernels.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,
         pretty_exceptions_enable=False,
         cls=AstrobioGroup,
         context_settings=CONTEXT_SETTINGS,
@@ -173,8 +175,39 @@ class _Slice:
         self.registered_groups = app.registered_groups[n_groups:]
 
 
+# What each command needs beyond the light core (`pip install astrobio`): a command whose
+# modules are missing stops with one message naming the extra to install (astrobio_cli.extras).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "train": ("torch",),
+    "eval": ("torch",),
+    "predict": ("torch",),
+    "serve": ("torch", "fastapi", "uvicorn"),
+    "attention": ("torch",),
+    "bench attention": ("torch",),
+    "bench train": ("torch",),
+    "bench loader": ("torch",),
+}
+
+
+def _needs(name: str | None, args: list[str]) -> tuple[str, tuple[str, ...]]:
+    if name == "bench":
+        sub = next((a for a in args if not a.startswith("-")), None)
+        name = f"bench {sub}" if sub else name
+    return f"astrobio {name}", NEEDS.get(name or "", ())
+
+
 class AstrobioGroup(TyperGroup):
     """The root click group: turns a UserError from any command into one line and an exit code."""
+
+    def resolve_command(self, ctx, args):
+        cmd_name, cmd, rest = super().resolve_command(ctx, args)
+        if not ctx.resilient_parsing and not {"-h", "--help"} & set(rest):
+            what, modules = _needs(cmd_name, rest)
+            if modules:
+                from astrobio_cli.extras import require
+
+                require(what, *modules)
+        return cmd_name, cmd, rest
 
     def invoke(self, ctx):
         try:

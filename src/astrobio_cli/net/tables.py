@@ -1,7 +1,10 @@
-"""Typed tables to Arrow, Parquet and CSV, with units in the field metadata.
+"""Typed tables to Arrow, Parquet, CSV and ECSV, with units the astronomy stack reads.
 
 Parquet fields carry `unit` and `description` metadata (bytes, as Arrow stores them); the schema
-carries the provenance document under `astrobio.provenance`. Written atomically.
+carries the provenance document under `astrobio.provenance` and astropy's own table header under
+`table_meta_yaml`, so `astropy.table.QTable.read(path)` gives Quantity columns while pandas and
+pyarrow read the same file as plain columns. ECSV (astropy's text format) carries the same
+header. Everything is written atomically.
 """
 
 from __future__ import annotations
@@ -14,6 +17,23 @@ from astrobio_cli.net.content import Table
 from astrobio_cli.net.files import atomic_path, sha256_file
 
 ARROW_TYPE = {"int": "int64", "float": "float64", "string": "string"}
+FORMATS = ("parquet", "csv", "ecsv")
+
+
+def astropy_header(table: Table, extra: dict[str, str] | None = None) -> list[str]:
+    """astropy's table header (the YAML of ECSV and of Parquet's `table_meta_yaml`): each
+    column's name, datatype, unit and description. JSON strings are valid YAML scalars."""
+    lines = [f"{k}: {json.dumps(v)}" for k, v in (extra or {}).items()]
+    lines.append("datatype:")
+    for c in table.columns:
+        parts = [f"name: {json.dumps(c.name)}"]
+        if c.unit:
+            parts.append(f"unit: {json.dumps(c.unit)}")
+        parts.append(f"datatype: {ARROW_TYPE[c.kind]}")
+        if c.description:
+            parts.append(f"description: {json.dumps(c.description)}")
+        lines.append("- {" + ", ".join(parts) + "}")
+    return lines
 
 
 def columns_doc(table: Table) -> list[dict[str, Any]]:
@@ -83,6 +103,19 @@ def to_arrow(table: Table, metadata: dict[str, str] | None = None, nan_as_null: 
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def _string_lengths(arrow) -> dict[str, str]:
+    """astropy's `table::len::<column>`: the longest string of each string column, in bytes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = {}
+    for f, col in zip(arrow.schema, arrow.columns, strict=True):
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            longest = pc.max(pc.binary_length(col)).as_py() if len(col) else 0
+            out[f"table::len::{f.name}"] = str(max(longest or 0, 1))
+    return out
+
+
 def write_table(
     table: Table, dest: Path | str, fmt: str = "parquet", provenance: dict[str, Any] | None = None
 ) -> str:
@@ -90,12 +123,20 @@ def write_table(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    meta = {"astrobio.provenance": json.dumps(provenance)} if provenance else None
+    meta = {"astrobio.provenance": json.dumps(provenance)} if provenance else {}
     with atomic_path(dest) as tmp:
         if fmt == "parquet":
-            pq.write_table(to_arrow(table, meta), tmp)
+            meta["table_meta_yaml"] = "\n".join(astropy_header(table))
+            arrow = to_arrow(table, meta)
+            pq.write_table(arrow.replace_schema_metadata({**meta, **_string_lengths(arrow)}), tmp)
         elif fmt == "csv":  # blanks stay blank, as the archive sent them
-            pacsv.write_csv(to_arrow(table, meta, nan_as_null=True), tmp)
+            pacsv.write_csv(to_arrow(table, meta or None, nan_as_null=True), tmp)
+        elif fmt == "ecsv":  # astropy's ECSV 1.0: a YAML header, then CSV (blank = missing)
+            head = ["%ECSV 1.0", "---", *astropy_header(table, {"delimiter": ","})]
+            head.append("schema: astropy-2.0")
+            with open(tmp, "wb") as fh:
+                fh.write("".join(f"# {line}\n" for line in head).encode("utf-8"))
+                pacsv.write_csv(to_arrow(table, None, nan_as_null=True), fh)
         else:
             raise ValueError(f"unknown table format {fmt!r}")
     return sha256_file(dest)

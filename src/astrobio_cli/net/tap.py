@@ -12,6 +12,7 @@ Any archive with a TAP service (NASA Exoplanet Archive, MAST, ...) can reuse thi
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,8 @@ class TapService:
         """Submit, poll with backoff, download the result. Ctrl-C aborts the job on the server."""
         poll = poll or PollPolicy()
         job = self.submit(adql, fmt)
+        if on_phase is None and kw.get("progress") is not False:
+            on_phase = PhaseReporter()
         try:
             waited, wait = 0.0, poll.first
             started = False
@@ -184,3 +187,35 @@ class TapService:
             raise UserError(
                 f"interrupted; {state} the TAP job {job} on the server", exit_code=130
             ) from None
+
+
+class PhaseReporter:
+    """Progress of an async TAP job on stderr: its phase and the time since submission.
+
+    One line per phase change (and a heartbeat every `every` s while it stays the same), so a
+    job queued for an hour is never silent; on a terminal the line updates in place.
+    """
+
+    def __init__(self, every: float = 30.0, stream=None, clock=time.monotonic) -> None:
+        import sys
+
+        self.stream = stream or sys.stderr
+        self.every, self.clock = every, clock
+        self.t0 = clock()
+        self.last: tuple[str, float] | None = None
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def __call__(self, job: str, phase: str) -> None:
+        now = self.clock() - self.t0
+        if self.last and self.last[0] == phase and now - self.last[1] < self.every:
+            if self.tty:
+                self.stream.write(f"\rTAP job {job}: {phase}, {now:.0f} s elapsed")
+                self.stream.flush()
+            return
+        self.last = (phase, now)
+        end = "" if self.tty else "\n"
+        lead = "\r" if self.tty else ""
+        self.stream.write(f"{lead}TAP job {job}: {phase}, {now:.0f} s elapsed{end}")
+        if self.tty and phase in ("COMPLETED", "ERROR", "ABORTED"):
+            self.stream.write("\n")
+        self.stream.flush()

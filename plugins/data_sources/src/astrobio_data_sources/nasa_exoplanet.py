@@ -19,57 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from astrobio_cli.errors import UsageError
+from astrobio_data_sources.nasa_columns import DOCUMENTED, column_info
 
 SOURCE = "nasa-exoplanet"
 BASE_URL = "https://exoplanetarchive.ipac.caltech.edu"
 DEFAULT_TABLE = "pscomppars"
-FORMATS = ("parquet", "csv")
+FORMATS = ("parquet", "csv", "ecsv")
 
 
-@dataclass(frozen=True)
-class ColumnInfo:
-    kind: str  # "int" | "float" | "string"
-    unit: str  # astropy-style unit string ("" for none)
-    description: str
-
-
-# Known archive columns: their type, unit and meaning. Units follow astropy's names so that
-# `astropy.units.Unit(field.metadata[b"unit"])` works (except pl_insol: relative to Earth's).
-COLUMNS: dict[str, ColumnInfo] = {
-    "pl_name": ColumnInfo("string", "", "Planet name"),
-    "hostname": ColumnInfo("string", "", "Host star name"),
-    "discoverymethod": ColumnInfo("string", "", "Discovery method"),
-    "disc_year": ColumnInfo("int", "", "Discovery year"),
-    "disc_facility": ColumnInfo("string", "", "Discovery facility"),
-    "pl_orbper": ColumnInfo("float", "day", "Orbital period"),
-    "pl_orbsmax": ColumnInfo("float", "AU", "Orbit semi-major axis"),
-    "pl_rade": ColumnInfo("float", "earthRad", "Planet radius"),
-    "pl_radj": ColumnInfo("float", "jupiterRad", "Planet radius"),
-    "pl_bmasse": ColumnInfo("float", "earthMass", "Planet mass or M*sin(i)"),
-    "pl_bmassj": ColumnInfo("float", "jupiterMass", "Planet mass or M*sin(i)"),
-    "pl_dens": ColumnInfo("float", "g / cm3", "Planet density"),
-    "pl_orbeccen": ColumnInfo("float", "", "Orbital eccentricity"),
-    "pl_orbincl": ColumnInfo("float", "deg", "Orbital inclination"),
-    "pl_insol": ColumnInfo("float", "Earth flux", "Insolation flux (Earth = 1)"),
-    "pl_eqt": ColumnInfo("float", "K", "Equilibrium temperature"),
-    "st_spectype": ColumnInfo("string", "", "Stellar spectral type"),
-    "st_teff": ColumnInfo("float", "K", "Stellar effective temperature"),
-    "st_rad": ColumnInfo("float", "solRad", "Stellar radius"),
-    "st_mass": ColumnInfo("float", "solMass", "Stellar mass"),
-    "st_met": ColumnInfo("float", "dex", "Stellar metallicity"),
-    "st_lum": ColumnInfo("float", "dex(solLum)", "Stellar luminosity, log10(L/Lsun)"),
-    "st_logg": ColumnInfo("float", "dex(cm / s2)", "Stellar surface gravity, log10(g)"),
-    "st_age": ColumnInfo("float", "Gyr", "Stellar age"),
-    "sy_dist": ColumnInfo("float", "pc", "Distance"),
-    "sy_snum": ColumnInfo("int", "", "Number of stars in the system"),
-    "sy_pnum": ColumnInfo("int", "", "Number of planets in the system"),
-    "sy_vmag": ColumnInfo("float", "mag", "V (Johnson) magnitude"),
-    "sy_kmag": ColumnInfo("float", "mag", "Ks (2MASS) magnitude"),
-    "ra": ColumnInfo("float", "deg", "Right ascension"),
-    "dec": ColumnInfo("float", "deg", "Declination"),
-    "default_flag": ColumnInfo("int", "", "1 when this is the default parameter set"),
-    "pl_controv_flag": ColumnInfo("int", "", "1 when the planet is controversial"),
-}
+# Every documented archive column's type, unit and meaning (nasa_columns.py). Units follow
+# astropy's names, so `astropy.units.Unit(field.metadata[b"unit"])` parses each of them.
+COLUMNS = DOCUMENTED
 
 # The default set: what habitability work needs (host star, orbit, size, mass, irradiation).
 DEFAULT_COLUMNS: tuple[str, ...] = (
@@ -256,7 +216,10 @@ def _parse(path: Path, query: ExoplanetQuery, what: str):
     from astrobio_cli.net.content import parse_delimited_file
     from astrobio_cli.net.errors import ContentError
 
-    kinds = {name: info.kind for name, info in COLUMNS.items()}
+    with open(path, encoding="utf-8", errors="replace") as fh:  # the header names the columns
+        header = [h.strip().strip('"') for h in fh.readline().split(",")]
+    infos = {h: column_info(h) for h in header}
+    kinds = {h: i.kind for h, i in infos.items() if i is not None}
     try:
         table = parse_delimited_file(
             path,
@@ -267,7 +230,7 @@ def _parse(path: Path, query: ExoplanetQuery, what: str):
     except UnicodeDecodeError as exc:
         raise ContentError(f"{what} sent a body that is not UTF-8 text: {exc}") from None
     for col in table.columns:
-        info = COLUMNS.get(col.name.lower())
+        info = infos.get(col.name) or column_info(col.name)
         if info is not None:
             col.unit, col.description = info.unit, info.description
     return table
@@ -294,7 +257,7 @@ def fetch(
     from astrobio_cli.settings import get_settings
 
     if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt!r} is not known: use {' or '.join(FORMATS)}")
+        raise UsageError(f"--format {fmt!r} is not known: use {', '.join(FORMATS)}")
     settings = get_settings()
     out = Path(out) if out is not None else default_out(query, fmt, settings.data_dir)
     if out.is_dir():

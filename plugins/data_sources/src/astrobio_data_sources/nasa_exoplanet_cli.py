@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +33,14 @@ def fetch_nasa_exoplanet(
         str | None, typer.Option(help="ADQL ordering, e.g. 'sy_dist asc, pl_name'.")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many rows (ADQL TOP).")] = None,
-    format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="parquet (units astropy's QTable.read restores), csv, or ecsv (astropy's text "
+            "format, units and descriptions in its header).",
+        ),
+    ] = "parquet",
     out: Annotated[
         Path | None,
         typer.Option(help="Output file. Default: <data_dir>/nasa-exoplanet/<table>-<hash>.<ext>."),
@@ -50,6 +59,9 @@ def fetch_nasa_exoplanet(
             "Ctrl-C aborts the job on the server.",
         ),
     ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON (paths, rows, columns).")
+    ] = False,
 ) -> None:
     """Query the NASA Exoplanet Archive (TAP) and write a typed table with provenance.
 
@@ -63,10 +75,13 @@ def fetch_nasa_exoplanet(
     if fmt not in nx.FORMATS:
         from astrobio_cli.errors import UsageError
 
-        raise UsageError(f"--format {format!r} is not known: use parquet or csv")
+        raise UsageError(f"--format {format!r} is not known: use {', '.join(nx.FORMATS)}")
     query = nx.ExoplanetQuery.from_options(table, columns, where, order_by, limit)
     if dry_run:
         adql, url = nx.plan(query)
+        if json_out:
+            typer.echo(json.dumps({"dry_run": True, "adql": adql, "url": url, "async": use_async}))
+            return
         typer.echo(f"ADQL: {adql}")
         typer.echo(f"URL:  {url}")
         if use_async:
@@ -74,7 +89,11 @@ def fetch_nasa_exoplanet(
         return
 
     result = nx.fetch(query, out=out, fmt=fmt, refresh=refresh, use_async=use_async)
-    _summary(result)
+    if json_out:
+        doc = dataclasses.asdict(result)
+        typer.echo(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in doc.items()}))
+    else:
+        _summary(result)
 
 
 def _summary(r) -> None:
