@@ -19,7 +19,8 @@ Example file::
     rate_limit = 2      # requests per second
 
 Environment: `ASTROBIO_THREADS=8`, `ASTROBIO_ATTENTION__BACKEND=sdpa`,
-`ASTROBIO_SOURCES__NCBI__API_KEY=...` (source names with `_` for `-`).
+`ASTROBIO_SOURCES__NCBI__API_KEY=...`, `ASTROBIO_SOURCES__CDS__API_KEY=...` (the
+Copernicus Climate Data Store key) (source names with `_` for `-`).
 """
 
 from __future__ import annotations

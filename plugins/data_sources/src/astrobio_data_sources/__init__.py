@@ -166,3 +166,108 @@ def register_remote_archives(register):
                 produces=_PRODUCES.get(name, ()),
             )
         )
+
+
+# -- exoplanet-eu and exoplanets-org (CSV catalogues) -------------------------------------------
+
+
+def _csv_catalogue_factory(module: str, cls: str):
+    def factory():
+        import importlib
+
+        return getattr(importlib.import_module(f"astrobio_data_sources.{module}"), cls)()
+
+    return factory
+
+
+def _csv_catalogue_command(module: str, fn: str):
+    def command():
+        import importlib
+
+        return getattr(importlib.import_module(f"astrobio_data_sources.{module}"), fn)
+
+    return command
+
+
+@hookimpl(specname="register_data_sources")
+def register_csv_catalogues(register):
+    from astrobio_cli.specs import DataSourceSpec
+
+    for name, module, cls, fn, description in (
+        (
+            "exoplanet-eu",
+            "exoplanet_eu",
+            "ExoplanetEu",
+            "fetch_exoplanet_eu",
+            "The Extrasolar Planets Encyclopaedia (exoplanet.eu) CSV export as typed Parquet.",
+        ),
+        (
+            "exoplanets-org",
+            "exoplanets_org",
+            "ExoplanetsOrg",
+            "fetch_exoplanets_org",
+            "The Exoplanet Orbit Database (exoplanets.org) CSV, from a mirror or a local copy.",
+        ),
+    ):
+        register(
+            DataSourceSpec(
+                name=name,
+                description=description,
+                factory=_csv_catalogue_factory(module, cls),
+                command=_csv_catalogue_command(f"{module}_cli", fn),
+                produces=("exoplanet-table",),
+            )
+        )
+
+
+# -- cds (Copernicus Climate Data Store: ERA5 monthly means, CMIP6) ----------------------------
+
+
+@hookimpl(specname="register_data_sources")
+def register_cds(register):
+    from astrobio_cli.specs import DataSourceSpec
+
+    register(
+        DataSourceSpec(
+            name="cds",
+            description="Copernicus Climate Data Store: ERA5 monthly means (single/pressure "
+            "levels), CMIP6, as a climate cube (NetCDF).",
+            factory=_remote_factory("cds", "Cds"),
+            command=_remote_command("cds_cli", "fetch_cds"),
+            produces=("climate-cube",),
+        )
+    )
+
+
+# -- eso (ESO Science Archive, TAP ivoa.ObsCore + data portal) ---------------------------------
+
+
+@hookimpl(specname="register_data_sources")
+def register_eso(register):
+    from astrobio_cli.specs import DataSourceSpec
+
+    register(
+        DataSourceSpec(
+            name="eso",
+            description="ESO Science Archive (TAP, ivoa.ObsCore): Parquet listing + public FITS.",
+            factory=_remote_factory("eso", "Eso"),
+            command=_remote_command("eso_cli", "fetch_eso"),
+        )
+    )
+
+
+# -- koa (Keck Observatory Archive, TAP koa_<instrument> + getKOA) -----------------------------
+
+
+@hookimpl(specname="register_data_sources")
+def register_koa(register):
+    from astrobio_cli.specs import DataSourceSpec
+
+    register(
+        DataSourceSpec(
+            name="koa",
+            description="Keck Observatory Archive (TAP, koa_<instrument>): Parquet listing + files.",
+            factory=_remote_factory("koa", "Koa"),
+            command=_remote_command("koa_cli", "fetch_koa"),
+        )
+    )
