@@ -289,6 +289,8 @@ def train(
         resumed_from=resumed_from,
         world_size=world,
     )
+    if main and hasattr(plugin, "export") and cfg.strategy != "fsdp":
+        _export(plugin, raw_model, datasets, run_dir)
     if main:
         (run_dir / "summary.json").write_text(
             json.dumps(
@@ -481,6 +483,23 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if hasattr(batch, "to"):
         return batch.to(device)
     return batch
+
+
+def _export(plugin, raw_model, datasets, run_dir: Path) -> None:
+    """The plugin's own export format (e.g. a PEFT adapter) in <run>/export, written to a
+    temporary directory and renamed into place."""
+    import shutil
+
+    final = run_dir / "export"
+    tmp = run_dir / f".export.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    plugin.export(raw_model, datasets, tmp)
+    old = run_dir / f".export.old-{os.getpid()}"
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _evaluate(acc, plugin, model, raw_model, datasets, cfg) -> dict[str, float]:

@@ -112,6 +112,10 @@ class OptionalModelPlugin(Protocol):
         instance that `astrobio serve` accepts for that sample and ``prediction`` has the shape
         of the served answer (`astrobio eval --predictions FILE` writes them as JSON lines; a
         served prediction can be checked against them).
+    export(model, datasets, out_dir): write the trained model in its own ecosystem's format
+        into the (empty, temporary) directory `out_dir`; training calls it once at the end and
+        renames the directory to `<run>/export` (llm-lora: a PEFT adapter directory that
+        `peft.PeftModel.from_pretrained` / `AutoPeftModelForCausalLM` load).
 
     Attention backends have their own optional attribute, ``supports_dropout`` (hookspecs.py);
     any spec may carry ``extras["smoke_checks"]`` (`astrobio_cli.smoke`).
@@ -124,7 +128,14 @@ class OptionalModelPlugin(Protocol):
 
 REQUIRED = ("name", "data_kind", "config", "train_defaults", "smoke_config", "primary_metric")
 METHODS = ("make_datasets", "build", "loss", "evaluate", "baseline")
-OPTIONAL = ("plot", "serve_adapter", "tokenizer", "predict_file", "held_out_predictions")
+OPTIONAL = (
+    "plot",
+    "serve_adapter",
+    "tokenizer",
+    "predict_file",
+    "held_out_predictions",
+    "export",
+)
 
 
 def check_plugin(obj: Any) -> list[str]:

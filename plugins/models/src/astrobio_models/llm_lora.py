@@ -297,9 +297,9 @@ class LLMLoRAPlugin:
             seed=seed,
         )
 
-    def build(self, datasets):
-        from peft import LoraConfig, get_peft_model
-
+    def _base(self):
+        """The base model: a local Hugging Face checkpoint, or the built-in tiny Llama (the
+        same weights for every run: seeded by `base_seed`)."""
         c = self.config
         if c["model_path"]:
             from transformers import AutoModelForCausalLM
@@ -324,6 +324,13 @@ class LLMLoRAPlugin:
             with torch.random.fork_rng():
                 torch.manual_seed(c["base_seed"])  # the same base weights for every run
                 base = LlamaForCausalLM(cfg)
+        return base
+
+    def build(self, datasets):
+        from peft import LoraConfig, get_peft_model
+
+        c = self.config
+        base = self._base()
         if c["grad_checkpointing"]:
             base.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
@@ -341,6 +348,43 @@ class LLMLoRAPlugin:
 
     def loss(self, model, batch, datasets):
         return model(input_ids=batch, labels=batch).loss
+
+    def export(self, model, datasets, out_dir: Path) -> None:
+        """A PEFT adapter directory (adapter_config.json + adapter_model.safetensors, written
+        by `save_pretrained`) that `peft.PeftModel.from_pretrained(base, dir)` and
+        `peft.AutoPeftModelForCausalLM.from_pretrained(dir)` load. With the built-in base, the
+        base itself (a few MB) goes to `dir/base`, so the adapter loads with no network."""
+        import json
+
+        c = self.config
+        out_dir = Path(out_dir)
+        final = out_dir.parent / "export"  # the loop renames out_dir to <run>/export
+        if c["model_path"]:
+            base_ref = str(Path(c["model_path"]).resolve())
+        else:
+            self._base().save_pretrained(out_dir / "base", safe_serialization=True)
+            base_ref = str((final / "base").resolve())
+        cfg = model.peft_config["default"]
+        before = cfg.base_model_name_or_path
+        cfg.base_model_name_or_path = base_ref
+        try:
+            model.save_pretrained(out_dir, safe_serialization=True)
+        finally:
+            cfg.base_model_name_or_path = before
+        (out_dir / "astrobio.json").write_text(
+            json.dumps(
+                {
+                    "model": "llm-lora",
+                    "base": base_ref,
+                    "tokenizer": "astrobio_models.llm_lora (character level)",
+                    "vocab_size": len(VOCAB),
+                    "data_provenance": datasets.provenance,
+                },
+                indent=2,
+                default=str,
+            ),
+            encoding="utf-8",
+        )
 
     def _token_nll(self, model, blocks) -> torch.Tensor:
         """Negative log-likelihood (float64, nats) of every token of each block but the first,
