@@ -64,3 +64,22 @@ def test_runs_list_table_and_runs_dir_setting(run_cli, two_runs, tmp_path):
     assert empty.returncode == 0 and json.loads(empty.stdout)["runs"] == []
     missing = run_cli("runs", "list", str(tmp_path / "nope"))
     assert missing.returncode != 0 and "not a directory" in missing.stderr
+
+
+def test_runs_list_plot_draws_every_runs_loss_curve(run_cli, two_runs, tmp_path):
+    from astrobio_cli.cli.runs_cmd import plot_curves
+
+    png = tmp_path / "curves.png"
+    r = run_cli("runs", "list", str(two_runs), "--plot", str(png))
+    assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # what is drawn is each run's metrics.jsonl, read independently here
+    drawn = plot_curves([two_runs / "a", two_runs / "b"], tmp_path / "again.png")
+    for name in ("a", "b"):
+        recs = [json.loads(x) for x in (two_runs / name / "metrics.jsonl").read_text().splitlines()]
+        loss = [(m["step"], m["loss"]) for m in recs if "loss" in m]
+        assert list(zip(*drawn[name]["loss"], strict=True)) == loss
+        nll = [(m["step"], m["val_nll"]) for m in recs if "val_nll" in m]
+        assert list(zip(*drawn[name]["val_nll"], strict=True)) == nll
+    empty = run_cli("runs", "list", str(tmp_path / "none"), "--plot", str(png))
+    assert empty.returncode == 2 and "not a directory" in empty.stderr

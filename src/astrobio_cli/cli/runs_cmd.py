@@ -199,6 +199,59 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def read_curves(run_dir: Path) -> dict[str, tuple[list[int], list[float]]]:
+    """Every numeric series of a run's metrics.jsonl: name -> (steps, values)."""
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    try:
+        lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return curves
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("step"), int):
+            continue
+        for k, v in rec.items():
+            if (k == "loss" or k.startswith("val_")) and isinstance(v, int | float):
+                steps, values = curves.setdefault(k, ([], []))
+                steps.append(rec["step"])
+                values.append(float(v))
+    return curves
+
+
+def plot_curves(run_dirs: list[Path], path: Path) -> dict[str, dict[str, Any]]:
+    """Loss curves of `run_dirs` in one PNG: training loss on the left, the val_* metrics on
+    the right (one line per run and metric). Written atomically; returns what was drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from astrobio_cli.net.files import atomic_path
+
+    drawn: dict[str, dict[str, Any]] = {}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    for d in run_dirs:
+        curves = read_curves(d)
+        drawn[d.name] = curves
+        if "loss" in curves:
+            left.plot(*curves["loss"], label=d.name)
+        for k, (steps, values) in sorted(curves.items()):
+            if k != "loss":
+                right.plot(steps, values, marker="o", label=f"{d.name}: {k}")
+    left.set(xlabel="step", ylabel="training loss", title="training loss")
+    right.set(xlabel="step", title="held-out (validation) metrics")
+    for ax in (left, right):
+        if ax.lines:
+            ax.legend(fontsize=7)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return drawn
+
+
 def _fmt(x: Any) -> str:
     if isinstance(x, float):
         return f"{x:.4g}"
@@ -215,6 +268,13 @@ def runs_list(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object ({runs_dir, runs: [...]}).")
     ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a PNG of the runs' loss curves (training loss and every val_* metric "
+            "against step) here. Needs the [plot] extra (matplotlib)."
+        ),
+    ] = None,
 ) -> None:
     """The runs under DIR, newest first: model, steps, final loss, the held-out primary metric,
     data and start time."""
@@ -223,6 +283,13 @@ def runs_list(
 
         root = get_settings().runs_dir
     rows = list_runs(root)
+    if plot is not None:
+        from astrobio_cli.extras import require
+
+        require("astrobio runs list --plot", "matplotlib")
+        if not rows:
+            raise UsageError(f"no runs under {root}: nothing to plot")
+        plot_curves([Path(r["run"]) for r in rows], plot)
     if json_out:
         typer.echo(json.dumps({"runs_dir": str(root), "runs": rows}, indent=2, default=str))
         return
