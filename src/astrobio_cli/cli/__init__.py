@@ -6,6 +6,7 @@ Importing this package never imports torch, triton, transformers or the native m
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -213,13 +214,25 @@ class AstrobioGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            if _DEBUG or os.environ.get("ASTROBIO_DEBUG") == "1":
+            if _DEBUG or _RAISE or os.environ.get("ASTROBIO_DEBUG") == "1":
                 raise
             _err(_escape(str(exc)))
             raise typer.Exit(exc.exit_code) from None
 
 
 _DEBUG = False
+_RAISE = False  # set by `raising()`: the Python API gets the UserError itself
+
+
+@contextlib.contextmanager
+def raising():
+    """Within this block, a command's UserError propagates instead of printing and exiting."""
+    global _RAISE
+    before, _RAISE = _RAISE, True
+    try:
+        yield
+    finally:
+        _RAISE = before
 
 
 def _err(message: str) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from astrobio_cli.errors import UsageError
+from astrobio_cli.net.pool import DEFAULT_JOBS  # files downloaded at once
 
 SOURCE = "gtdb"
 BASE_URL = "https://data.gtdb.ecogenomic.org/releases"
@@ -316,8 +317,15 @@ def _field_meta(name: str) -> dict[str, str]:
 
 
 def fetch(
-    q: GtdbQuery, *, out: Path | None = None, refresh: bool = False, progress: bool | None = None
+    q: GtdbQuery,
+    *,
+    out: Path | None = None,
+    refresh: bool = False,
+    progress: bool | None = None,
+    jobs: int = DEFAULT_JOBS,
 ):
+    """The release's files of `q` -> one Parquet + provenance; jobs: files downloaded at once
+    (each is also checked, decompressed once, in the worker that fetched it)."""
     import json
 
     import pyarrow as pa
@@ -327,6 +335,7 @@ def fetch(
     from astrobio_cli.net.cache import Cache
     from astrobio_cli.net.errors import ContentError
     from astrobio_cli.net.files import atomic_path, sha256_file
+    from astrobio_cli.net.pool import check_jobs, download_all
     from astrobio_cli.settings import get_settings
     from astrobio_data_sources._remote import (
         Fetched,
@@ -340,6 +349,7 @@ def fetch(
         traffic,
     )
 
+    check_jobs(jobs)
     stem = f"r{q.release}-{q.table}-{q.domain}"
     out = check_out(out) if out is not None else default_out(SOURCE, stem, q)
     cache = Cache(get_settings().cache_dir)
@@ -348,7 +358,11 @@ def fetch(
     magic = {"tsv.gz": b"\x1f\x8b", "tar.gz": b"\x1f\x8b"}.get(q.suffix())
 
     with _client() as client:
-        for domain, path in q.files():
+        # One live progress display at a time: byte bars per file only when one at a time.
+        file_progress = progress if jobs == 1 else False
+
+        def one(item: tuple[str, str]) -> tuple[str, str, Any]:
+            _domain, path = item
             name = path.rsplit("/", 1)[-1]
 
             def validate(tmp: Path, headers: dict[str, str], name=name) -> None:
@@ -374,7 +388,7 @@ def fetch(
                     path,
                     refresh=refresh,
                     validate=validate,
-                    progress=progress,
+                    progress=file_progress,
                 )
             except HttpStatusError as exc:
                 if exc.status in (403, 404):
@@ -384,6 +398,15 @@ def fetch(
                         "(--compression overrides the guessed suffix)"
                     ) from None
                 raise
+            return path, name, hit
+
+        for domain, (path, name, hit) in zip(
+            (d for d, _p in q.files()),
+            download_all(
+                q.files(), one, jobs=jobs, key=lambda f: f[1], progress=progress, label="GTDB files"
+            ),
+            strict=True,
+        ):
             fetched.append(Fetched(client.full_url(path), hit))
             files.append((domain, hit.path, name))
 

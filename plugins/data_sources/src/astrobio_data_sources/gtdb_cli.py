@@ -34,17 +34,28 @@ def fetch_gtdb(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the file URLs; no network.")
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Files downloaded at once (GTDB's rate limit still holds); 1: one at a time "
+            "with per-file progress bars.",
+        ),
+    ] = 4,
 ) -> None:
     """GTDB metadata or taxonomy tables of a release (archaea + bacteria) as one Parquet.
 
     The compressed files are kept (verified) in the cache and decompressed as a stream; the
     Parquet has a `domain_file` column saying which file each row came from.
     """
+    from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources import gtdb
     from astrobio_data_sources._remote import echo_plan, render
 
+    check_jobs(jobs)
     q = gtdb.GtdbQuery.from_options(release, table, domain, columns, compression)
     if dry_run:
         echo_plan(gtdb.plan(q))
         return
-    render(gtdb.fetch(q, out=out, refresh=refresh))
+    render(gtdb.fetch(q, out=out, refresh=refresh, jobs=jobs))

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from astrobio_cli.errors import UsageError
+from astrobio_cli.net.pool import DEFAULT_JOBS  # products downloaded at once
 
 BASE_URL = "https://mast.stsci.edu/api"
 INVOKE = "v0/invoke"
@@ -302,12 +303,19 @@ class Mast:
     """One fetch's conversation with MAST: cached invoke calls and product downloads."""
 
     def __init__(
-        self, source: str, client: Any, refresh: bool, progress: bool | None, sleep=time.sleep
+        self,
+        source: str,
+        client: Any,
+        refresh: bool,
+        progress: bool | None,
+        sleep=time.sleep,
+        jobs: int = 1,
     ):
         from astrobio_cli.net.cache import Cache
         from astrobio_cli.settings import get_settings
 
         self.source, self.client, self.refresh, self.progress = source, client, refresh, progress
+        self.jobs = jobs
         self.cache = Cache(get_settings().cache_dir)
         self.fetched: list[Any] = []
         self.sleep = sleep
@@ -370,6 +378,36 @@ class Mast:
         return float(coords[0]["ra"]), float(coords[0]["decl"])
 
     def download(self, product: dict[str, Any]) -> Any:
+        """Download one product (through the cache) and record it for the provenance."""
+        fetched, hit = self._download(product, self.progress)
+        self.fetched.append(fetched)
+        return hit
+
+    def download_all(self, products: list[dict[str, Any]], read: Any) -> list[tuple[Any, Any]]:
+        """Download every product, `self.jobs` at a time, and `read(hit, product)` each one in
+        the worker that fetched it. Returns (hit, read's result) in the order of `products` and
+        records the downloads in that order, so the outputs equal those of `jobs=1`."""
+        from astrobio_cli.net.pool import download_all
+
+        # One live progress display at a time: byte bars per file only when one at a time.
+        progress = self.progress if self.jobs == 1 else False
+
+        def one(p: dict[str, Any]) -> tuple[Any, Any, Any]:
+            fetched, hit = self._download(p, progress)
+            return fetched, hit, read(hit, p)
+
+        done = download_all(
+            products,
+            one,
+            jobs=self.jobs,
+            key=lambda p: p["dataURI"],
+            progress=self.progress,
+            label=f"{self.source} products",
+        )
+        self.fetched.extend(f for f, _h, _r in done)
+        return [(h, r) for _f, h, r in done]
+
+    def _download(self, product: dict[str, Any], progress: bool | None) -> tuple[Any, Any]:
         from astrobio_cli.net.content import check_body
         from astrobio_cli.net.errors import ContentError
         from astrobio_data_sources._remote import Fetched, HttpStatusError, NotFoundError, cached
@@ -397,7 +435,7 @@ class Mast:
                 key={"download": uri},
                 refresh=self.refresh,
                 validate=validate,
-                progress=self.progress,
+                progress=progress,
             )
         except HttpStatusError as exc:
             if exc.status in (404, 410):
@@ -405,8 +443,7 @@ class Mast:
                     f"MAST product {uri} not found ({exc}); nothing written"
                 ) from None
             raise
-        self.fetched.append(Fetched(self.client.full_url(DOWNLOAD, params), hit))
-        return hit
+        return Fetched(self.client.full_url(DOWNLOAD, params), hit), hit
 
     def products(self, q: Any) -> list[dict[str, Any]]:
         """Observations matching `q`, then their wanted products (sorted, unique by URI)."""
@@ -572,22 +609,30 @@ def fetch_lightcurves(
     out: Path | None = None,
     refresh: bool = False,
     progress: bool | None = None,
+    jobs: int = DEFAULT_JOBS,
+    quicklook: bool = False,
 ):
+    """Light curves of `q` -> Parquet + provenance. jobs: products downloaded at once;
+    quicklook: also a PNG per light curve in `<out stem>.quicklook/`."""
     import numpy as np
 
     from astrobio_cli.net.content import Column, Table
+    from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources._remote import NotFoundError, check_out, default_out
 
+    check_jobs(jobs)
     out = check_out(out) if out is not None else default_out(LC_SOURCE, q.target, q)
     with _client(LC_SOURCE) as client:
-        mast = Mast(LC_SOURCE, client, refresh, progress)
+        mast = Mast(LC_SOURCE, client, refresh, progress, jobs=jobs)
         products = mast.products(q)
         parts, used = [], []
         units: dict[str, str] = {}
-        for p in products:
+
+        def read(hit: Any, p: dict[str, Any]) -> dict[str, Any]:
+            return read_lightcurve(hit.path, p.get("productFilename") or p["dataURI"], q.flux)
+
+        for p, (_hit, lc) in zip(products, mast.download_all(products, read), strict=True):
             name = p.get("productFilename") or p["dataURI"]
-            hit = mast.download(p)
-            lc = read_lightcurve(hit.path, name, q.flux)
             if q.quarters and lc["quarter"] not in q.quarters:
                 continue  # Kepler quarters are only known from the header
             for col in ("time", "flux", "flux_err"):
@@ -659,7 +704,10 @@ def fetch_lightcurves(
                 ),
             ]
         )
-        return _finish(LC_SOURCE, table, out, mast, client, q.target, used)
+        result = _finish(LC_SOURCE, table, out, mast, client, q.target, used)
+    if quicklook:
+        _quicklook_lightcurves(parts, out, result)
+    return result
 
 
 def fetch_spectra(
@@ -668,26 +716,35 @@ def fetch_spectra(
     out: Path | None = None,
     refresh: bool = False,
     progress: bool | None = None,
+    jobs: int = DEFAULT_JOBS,
+    quicklook: bool = False,
 ):
+    """x1d spectra of `q` -> Parquet + provenance. jobs: products downloaded at once;
+    quicklook: also a PNG per x1d file in `<out stem>.quicklook/`."""
     import numpy as np
 
     from astrobio_cli.net.content import Column, Table
+    from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources._remote import check_out, default_out
 
+    check_jobs(jobs)
     out = (
         check_out(out)
         if out is not None
         else default_out(SPEC_SOURCE, q.target or f"proposal-{q.proposal}", q)
     )
     with _client(SPEC_SOURCE) as client:
-        mast = Mast(SPEC_SOURCE, client, refresh, progress)
+        mast = Mast(SPEC_SOURCE, client, refresh, progress, jobs=jobs)
         products = mast.products(q)
         parts: list[dict[str, Any]] = []
         units: dict[str, str] = {}
-        for p in products:
+
+        def read(hit: Any, p: dict[str, Any]) -> list[dict[str, Any]]:
+            return read_x1d(hit.path, p.get("productFilename") or p["dataURI"])
+
+        for p, (_hit, spectra) in zip(products, mast.download_all(products, read), strict=True):
             name = p.get("productFilename") or p["dataURI"]
-            hit = mast.download(p)
-            for sp in read_x1d(hit.path, name):
+            for sp in spectra:
                 for col in ("wavelength", "flux", "flux_error"):
                     units.setdefault(col, sp["units"][col])
                     sp[col] = _convert(sp[col], sp["units"][col], units[col], name, col.upper())
@@ -746,9 +803,94 @@ def fetch_spectra(
                 ),
             ]
         )
-        return _finish(
+        result = _finish(
             SPEC_SOURCE, table, out, mast, client, q.target or f"proposal {q.proposal}", products
         )
+    if quicklook:
+        _quicklook_spectra(parts, units, out, result)
+    return result
+
+
+# -- quick-looks -------------------------------------------------------------------------------
+
+
+def _quicklook_lightcurves(parts: list[dict[str, Any]], out: Path, result: Any) -> list[Any]:
+    """One PNG per light-curve file (normalised flux, flagged points left out)."""
+    import numpy as np
+
+    from astrobio_cli.data.lightcurves import LightCurve
+    from astrobio_cli.quicklook import light_curve_png, png_name, quicklook_dir
+
+    done = []
+    for lc in parts:
+        n = len(lc["time"])
+        period = f"sector {lc['sector']}" if lc["sector"] is not None else ""
+        period = period or (f"quarter {lc['quarter']}" if lc["quarter"] is not None else "")
+        curve = LightCurve(
+            time=lc["time"],
+            flux=np.asarray(lc["flux"], dtype=np.float64),
+            flux_err=np.asarray(lc["flux_err"], dtype=np.float64),
+            quality=lc["quality"],
+            sector=np.full(n, -1 if lc["sector"] is None else lc["sector"], np.int64),
+            quarter=np.full(n, -1 if lc["quarter"] is None else lc["quarter"], np.int64),
+            cadence_s=np.full(n, lc["cadence"]),
+            mission=lc["mission"],
+            target=lc["target"],
+            time_system=lc["units"]["time"],
+            time_offset=float("nan"),
+            flux_unit=lc["units"]["flux"],
+            meta={"path": lc["file"]},
+        )
+        title = " | ".join(
+            x for x in (lc["target"], f"{lc['mission']} {period}".strip(), lc["file"]) if x
+        )
+        done.append(light_curve_png(curve, quicklook_dir(out) / png_name(lc["file"]), title=title))
+    _note_quicklooks(done, out, result)
+    return done
+
+
+def _quicklook_spectra(
+    parts: list[dict[str, Any]], units: dict[str, str], out: Path, result: Any
+) -> list[Any]:
+    """One PNG per x1d file (every EXTRACT1D extension; DQ-flagged samples left out)."""
+    from astrobio_cli.quicklook import Segment, png_name, quicklook_dir, spectrum_png
+
+    files: dict[str, list[dict[str, Any]]] = {}
+    for sp in parts:
+        files.setdefault(sp["file"], []).append(sp)
+    done = []
+    for name, sps in files.items():
+        segments = [
+            Segment(
+                sp["wavelength"], sp["flux"], sp["flux_error"], sp["dq"], f"ext {sp['extension']}"
+            )
+            for sp in sps
+        ]
+        head = sps[0]
+        title = " | ".join(x for x in (head["target"], head["instrument"], name) if x)
+        done.append(
+            spectrum_png(
+                segments,
+                quicklook_dir(out) / png_name(name),
+                title=title,
+                wavelength_unit=units.get("wavelength", ""),
+                flux_unit=units.get("flux", ""),
+            )
+        )
+    _note_quicklooks(done, out, result)
+    return done
+
+
+def _note_quicklooks(done: list[Any], out: Path, result: Any) -> None:
+    from astrobio_cli.quicklook import quicklook_dir
+
+    written = [d for d in done if d.path is not None]
+    if written:
+        result.outputs.append(("quicklook", quicklook_dir(out)))
+        result.notes.append(f"{len(written)} quick-look PNG(s) in {quicklook_dir(out)}")
+    for d in done:
+        if d.path is None:
+            result.notes.append(f"no quick-look for {d.title}: {d.skipped}")
 
 
 def _finish(

@@ -15,6 +15,22 @@ _Refresh = Annotated[
     bool, typer.Option("--refresh", help="Download again even when the cache has it.")
 ]
 _DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the MAST requests; no network.")]
+_Jobs = Annotated[
+    int,
+    typer.Option(
+        "--jobs",
+        "-j",
+        help="Product files downloaded at once (MAST's rate limit still holds); "
+        "1: one at a time with per-file progress bars.",
+    ),
+]
+_Quicklook = Annotated[
+    bool,
+    typer.Option(
+        "--quicklook/--no-quicklook",
+        help="Also write a quick-look PNG per product file in <out stem>.quicklook/.",
+    ),
+]
 
 
 def fetch_mast_lightcurve(
@@ -46,6 +62,8 @@ def fetch_mast_lightcurve(
     out: _Out = None,
     refresh: _Refresh = False,
     dry_run: _DryRun = False,
+    jobs: _Jobs = 4,
+    quicklook: _Quicklook = False,
 ) -> None:
     """TESS and Kepler light curves from MAST: time, flux, flux_err, quality as Parquet.
 
@@ -53,14 +71,16 @@ def fetch_mast_lightcurve(
     products and downloads them; the original FITS files stay in the cache. Columns: time, flux,
     flux_err, quality, mission, sector, quarter, cadence (s), target, file; provenance beside it.
     """
+    from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources import mast
     from astrobio_data_sources._remote import echo_plan, render
 
+    check_jobs(jobs)
     q = mast.LightCurveQuery.from_options(target, mission, sector, quarter, cadence, flux, radius)
     if dry_run:
         echo_plan(mast.plan(q, mast.LC_SOURCE))
         return
-    render(mast.fetch_lightcurves(q, out=out, refresh=refresh))
+    render(mast.fetch_lightcurves(q, out=out, refresh=refresh, jobs=jobs, quicklook=quicklook))
 
 
 def fetch_mast_jwst_spectrum(
@@ -73,17 +93,21 @@ def fetch_mast_jwst_spectrum(
     out: _Out = None,
     refresh: _Refresh = False,
     dry_run: _DryRun = False,
+    jobs: _Jobs = 4,
+    quicklook: _Quicklook = False,
 ) -> None:
     """JWST 1-D extracted spectra (x1d products) from MAST: wavelength, flux, error as Parquet.
 
     Units come from the FITS files (TUNITn) into the Parquet field metadata; every EXTRACT1D
     extension becomes rows with its file and extension number. Original FITS kept in the cache.
     """
+    from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources import mast
     from astrobio_data_sources._remote import echo_plan, render
 
+    check_jobs(jobs)
     q = mast.SpectrumQuery.from_options(target, proposal, radius, level)
     if dry_run:
         echo_plan(mast.plan(q, mast.SPEC_SOURCE))
         return
-    render(mast.fetch_spectra(q, out=out, refresh=refresh))
+    render(mast.fetch_spectra(q, out=out, refresh=refresh, jobs=jobs, quicklook=quicklook))

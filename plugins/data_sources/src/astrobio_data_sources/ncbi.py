@@ -31,6 +31,10 @@ from typing import Any
 
 from astrobio_cli.errors import UsageError
 
+# efetch batches downloaded at once: one by default (NCBI asks users not to overload the
+# E-utilities, and one at a time keeps the requests in order); `--jobs 3` suits the 3/s limit.
+DEFAULT_JOBS = 1
+
 SOURCE = "ncbi"
 BASE_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils"
 DBS = ("nucleotide", "protein")
@@ -387,10 +391,15 @@ def fetch(
     out: Path | None = None,
     refresh: bool = False,
     progress: bool | None = None,
+    jobs: int = DEFAULT_JOBS,
 ):
-    """Fetch the records of `q` (from the cache when asked before); write records + summary."""
+    """Fetch the records of `q` (from the cache when asked before); write records + summary.
+
+    jobs: efetch batches downloaded at once (NCBI's rate limit still holds); the batches are
+    written and recorded in order whatever order they arrive in."""
     from astrobio_cli.net.cache import Cache, request_key
     from astrobio_cli.net.errors import ContentError
+    from astrobio_cli.net.pool import check_jobs, download_all
     from astrobio_cli.settings import get_settings
     from astrobio_data_sources._remote import (
         Fetched,
@@ -408,6 +417,7 @@ def fetch(
         write_outputs,
     )
 
+    check_jobs(jobs)
     suffix = FORMATS[q.fmt][1]
     stem = q.ids[0] if len(q.ids) == 1 else q.term or f"{q.ids[0]}-and-{len(q.ids) - 1}-more"
     out = check_out(out) if out is not None else default_out(SOURCE, f"{q.db}-{stem}", q)
@@ -420,7 +430,13 @@ def fetch(
     with _client() as client:
         what = f"NCBI ({client.host})"
 
-        def efetch(params: dict[str, Any], key: dict[str, Any], label: str, expect: list[str] = ()):
+        # One live progress display at a time: byte bars per batch only when one at a time.
+        batch_progress = progress if jobs == 1 else False
+
+        def efetch(job: tuple[dict[str, Any], dict[str, Any], str, list[str]]):
+            """One efetch batch through the cache -> (Fetched, hit, its records); a worker's job."""
+            params, key, label, expect = job
+
             def validate(tmp: Path, _h: dict[str, str]) -> None:
                 got = parse_records(tmp.read_text("utf-8", "replace"), q.fmt, f"{what} {label}")
                 missing = _missing(tuple(expect), got)
@@ -440,26 +456,46 @@ def fetch(
                     key=key,
                     refresh=refresh,
                     validate=validate,
-                    progress=progress,
+                    progress=batch_progress,
                 )
             except HttpStatusError as exc:
                 if exc.status in (400, 404):
                     raise NotFoundError(f"{q.describe()}: not found ({exc})") from None
                 raise
-            fetched.append(Fetched(client.full_url("efetch.fcgi", params), hit))
-            bodies.append(hit.path)
             try:
-                records.extend(
-                    parse_records(hit.path.read_text("utf-8", "replace"), q.fmt, f"{what} {label}")
+                got = parse_records(
+                    hit.path.read_text("utf-8", "replace"), q.fmt, f"{what} {label}"
                 )
             except ContentError as exc:
                 raise ContentError(f"{exc} (cached copy {hit.path}; use --refresh)") from None
+            return Fetched(client.full_url("efetch.fcgi", params), hit), hit, got
+
+        def efetch_all(batches: list[tuple[dict[str, Any], dict[str, Any], str, list[str]]]):
+            done = download_all(
+                batches,
+                efetch,
+                jobs=jobs,
+                key=lambda b: request_key(SOURCE, keyed(client, b[1])),
+                progress=progress,
+                label="NCBI efetch batches",
+            )
+            for f, hit, got in done:  # in request order, whatever order they arrived in
+                fetched.append(f)
+                bodies.append(hit.path)
+                records.extend(got)
 
         if q.ids:
-            for batch in q.id_batches():
-                params = efetch_params(q, ids=batch)
-                key = {"efetch": q.db, "id": batch, "rettype": q.rettype}
-                efetch(params, key, f"efetch of {len(batch)} accession(s)", batch)
+            efetch_all(
+                [
+                    (
+                        efetch_params(q, ids=batch),
+                        {"efetch": q.db, "id": batch, "rettype": q.rettype},
+                        f"efetch of {len(batch)} accession(s)",
+                        batch,
+                    )
+                    for batch in q.id_batches()
+                ]
+            )
             missing = _missing(q.ids, records)
             if missing:
                 raise NotFoundError(
@@ -510,6 +546,7 @@ def fetch(
                 raise NotFoundError(
                     f"NCBI {q.db}: no records match query {q.term!r}; nothing written"
                 )
+            pages = []
             for start in range(0, total, q.batch_size):
                 size = min(q.batch_size, total - start)
                 key = {
@@ -519,9 +556,22 @@ def fetch(
                     "retstart": start,
                     "retmax": size,
                 }
-                if (
-                    refresh or cache.lookup(SOURCE, request_key(SOURCE, keyed(client, key))) is None
-                ) and not state["fresh"]:
+                pages.append((start, size, key))
+            # The first page the cache cannot answer needs a live WebEnv: when the search came
+            # from the cache, ask it again just before that page (the pages before it keep the
+            # cached WebEnv in their recorded URLs, as when fetched one at a time).
+            first_miss = next(
+                (
+                    i
+                    for i, (_s, _n, key) in enumerate(pages)
+                    if refresh
+                    or cache.lookup(SOURCE, request_key(SOURCE, keyed(client, key))) is None
+                ),
+                None,
+            )
+            batches = []
+            for i, (start, size, key) in enumerate(pages):
+                if i == first_miss and not state["fresh"]:
                     search(True)  # the cached WebEnv may have expired: ask for a new one
                 hist = {
                     "query_key": state["query_key"],
@@ -529,7 +579,9 @@ def fetch(
                     "retstart": start,
                     "retmax": size,
                 }
-                efetch(efetch_params(q, **hist), key, f"efetch records {start + 1}-{start + size}")
+                label = f"efetch records {start + 1}-{start + size}"
+                batches.append((efetch_params(q, **hist), key, label, []))
+            efetch_all(batches)
 
         table = summary_table(records, q.db)
         query = q.term or ",".join(q.ids)

@@ -38,6 +38,15 @@ def fetch_ncbi(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the E-utilities requests; no network.")
     ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="efetch batches downloaded at once (NCBI's 3/s or 10/s still holds; 3 suits "
+            "it); 1: one at a time, in order, with per-batch progress bars.",
+        ),
+    ] = 1,
 ) -> None:
     """NCBI nucleotide or protein records (E-utilities esearch + efetch), GenBank or FASTA.
 
@@ -46,11 +55,13 @@ def fetch_ncbi(
     fetches --batch-size records per request. 3 requests/s, 10 with an API key
     (ASTROBIO_SOURCES__NCBI__API_KEY).
     """
+    from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources import ncbi
     from astrobio_data_sources._remote import echo_plan, render
 
+    check_jobs(jobs)
     q = ncbi.NcbiQuery.from_options(db, ids, query, format, max_records, batch_size)
     if dry_run:
         echo_plan(ncbi.plan(q))
         return
-    render(ncbi.fetch(q, out=out, refresh=refresh))
+    render(ncbi.fetch(q, out=out, refresh=refresh, jobs=jobs))
