@@ -55,8 +55,8 @@ def fetch_nasa_exoplanet(
         bool,
         typer.Option(
             "--async",
-            help="Run as an asynchronous TAP job (large queries): submit, poll, fetch. "
-            "Ctrl-C aborts the job on the server.",
+            help="Run as an asynchronous TAP job (large queries): submit, poll, fetch; the "
+            "job's phase and elapsed time go to stderr. Ctrl-C aborts the job on the server.",
         ),
     ] = False,
     json_out: Annotated[
