@@ -1,7 +1,5 @@
 """`astrobio attention explain`: which backend `auto` picks for a problem, and why no other."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from typing import Annotated
 

@@ -3,8 +3,6 @@
 Each benchmark lives in its own module with `register(group)`; they are imported here.
 """
 
-from __future__ import annotations
-
 import importlib
 
 import typer

@@ -15,8 +15,6 @@ main process's own peak RSS; the RSS before the loader started; the size of DATA
 memory that stays flat as DATA grows is the point: measure a small and a large store.
 """
 
-from __future__ import annotations
-
 import contextlib
 import json
 import os
@@ -68,7 +66,7 @@ class MemorySampler:
         while not self._stop.wait(self.interval):
             self._measure()
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self) -> "MemorySampler":
         self._measure()
         self._thread.start()
         return self

@@ -1,7 +1,5 @@
 """`astrobio bench train MODEL`: the training loop's overhead against a minimal hand-written loop."""
 
-from __future__ import annotations
-
 import json
 from typing import Annotated
 

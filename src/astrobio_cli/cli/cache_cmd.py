@@ -1,7 +1,5 @@
 """`astrobio cache list|verify|clean`: look after the download cache (settings.cache_dir)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

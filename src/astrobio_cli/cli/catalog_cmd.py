@@ -1,8 +1,6 @@
 """`astrobio catalog merge`: one planet table from the NASA archive, exoplanet.eu and the
 Exoplanet Orbit Database Parquet files (see :mod:`astrobio_cli.catalog`)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated

@@ -1,7 +1,5 @@
 """`astrobio config show`."""
 
-from __future__ import annotations
-
 import json
 from typing import Annotated
 

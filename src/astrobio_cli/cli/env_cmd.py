@@ -1,7 +1,5 @@
 """`astrobio env`."""
 
-from __future__ import annotations
-
 import json
 from typing import Annotated
 

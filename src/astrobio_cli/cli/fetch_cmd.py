@@ -5,8 +5,6 @@ that source's options; it is added here as `astrobio fetch NAME`. Those function
 modules (no torch, no httpx at import) because building the app imports them.
 """
 
-from __future__ import annotations
-
 import typer
 
 

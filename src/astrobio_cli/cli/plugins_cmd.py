@@ -1,7 +1,5 @@
 """`astrobio plugins list`."""
 
-from __future__ import annotations
-
 import json
 from enum import StrEnum
 from typing import Annotated

@@ -1,7 +1,5 @@
 """`astrobio predict MODEL --checkpoint RUN --input FILE`: a trained model on one input file."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Annotated

@@ -1,8 +1,6 @@
 """`astrobio runs list [DIR]`: the runs with their key metrics; `astrobio runs show RUN`: one run's
 chain, from the archive query to its checkpoints."""
 
-from __future__ import annotations
-
 import json
 import re
 from pathlib import Path

@@ -1,7 +1,5 @@
 """`astrobio serve MODEL --checkpoint PATH`: a thin command over astrobio_cli.serve."""
 
-from __future__ import annotations
-
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated

@@ -1,7 +1,5 @@
 """`astrobio smoke`: run the readiness checks (astrobio_cli.smoke) and show them as a table."""
 
-from __future__ import annotations
-
 import json
 from enum import StrEnum
 from pathlib import Path

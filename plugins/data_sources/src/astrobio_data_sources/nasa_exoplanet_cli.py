@@ -1,7 +1,5 @@
 """`astrobio fetch nasa-exoplanet`: the command's options (light: httpx/pyarrow load on run)."""
 
-from __future__ import annotations
-
 import dataclasses
 import json
 from pathlib import Path
