@@ -190,6 +190,10 @@ bench() {  # D causal|full MODE
 for causal in full causal; do
     for mode in fwd fwd+bwd; do bench 128 "$causal" "$mode"; done
 done
+# Decode (issue 17): one token against a 4096-long KV cache, GQA ratios 1, 4, 8 (Hkv 32, 8, 4).
+step bench-decode 90 -- "${AB[@]}" bench attention --decode --cache-len 4096 --batch 16 \
+    --heads 32 --head-dim 128 --dtype bf16 --backends "auto,$BACKENDS,sdpa-math" --repeats 20 \
+    --device cuda --json "$W/bench-decode.json"
 step train-bf16 150 --stdout train-bf16.json -- "${AB[@]}" train cube-unet --gpus 1 \
     --precision bf16 --steps 200 --out "$SCRATCH/runs/bf16" --json
 step train-bf16-compile 240 --stdout train-bf16-compile.json -- "${AB[@]}" train cube-unet \
@@ -197,6 +201,10 @@ step train-bf16-compile 240 --stdout train-bf16-compile.json -- "${AB[@]}" train
 for causal in full causal; do
     for mode in fwd fwd+bwd; do bench 64 "$causal" "$mode"; done
 done
+# The selective SSM mixer (issue 17): reference scan, parallel scan, the Triton scan kernel and an
+# attention mixer of the same width.
+step bench-ssm 120 -- "${AB[@]}" bench attention --mixer ssm --seq 1024,4096 --batch 4 \
+    --heads 4 --head-dim 64 --repeats 5 --device cuda --json "$W/bench-ssm.json"
 step bench-train 120 --skip "astrobio bench train has no CUDA path yet (training/bench.py forces cpu=True); it would time the CPU" \
     -- "${AB[@]}" bench train cube-unet --json
 

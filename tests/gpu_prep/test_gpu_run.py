@@ -39,8 +39,10 @@ STEPS = [
         for c in ("full", "causal")
         for m in ("fwd", "fwdbwd")
     ],
+    "bench-decode",
     "train-bf16",
     "train-bf16-compile",
+    "bench-ssm",
     "bench-train",
 ]
 
@@ -101,7 +103,7 @@ def test_every_astrobio_command_in_the_plan_parses_against_the_cli():
 
     root = typer.main.get_command(build_app())
     cmds = _plan_commands(_dry_run())
-    assert len(cmds) == 13  # env, smoke, 8 x bench attention, 2 x train, bench train
+    assert len(cmds) == 15  # env, smoke, 8 x bench attention, decode, ssm, 2 x train, bench train
     seen = set()
     for argv in cmds:
         cmd, path, rest = root, [], list(argv)

@@ -18,6 +18,7 @@ What is measured, per backend and sequence length:
 - speedup_vs_eager, mem_ratio_vs_eager: against the `eager` row of the same length.
 On a CPU the `triton` row runs only when asked (`--backends triton`), under TRITON_INTERPRET=1,
 once, on a cut-down problem: "interpreter: correctness only".
+The `ring` row (context parallel) runs on `--procs N` processes of its own: see `_ring_row`.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class BenchConfig:
     repeats: int = 5
     device: str | None = None  # None: cuda when available, else cpu
     seed: int = 0
+    procs: int | None = None  # `ring` runs on this many processes; None: its row is skipped
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -88,6 +90,8 @@ class BenchConfig:
             raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, got '{self.dtype}'")
         if self.mode not in MODES:
             raise UsageError(f"--mode must be one of {', '.join(MODES)}, got '{self.mode}'")
+        if self.procs is not None and not 1 <= int(self.procs) <= 64:
+            raise UsageError(f"--procs must be between 1 and 64, got {self.procs}")
 
 
 def flops(B: int, H: int, Tq: int, Tk: int, D: int, causal: bool, mode: str) -> float:
@@ -302,6 +306,9 @@ def _bench_one_length(config, device, names, seq, say) -> list[dict[str, Any]]:
             rows.append(
                 _auto_row(config, device, q, k, v, do, problem, ref, ref_rows, ref_heads, work)
             )
+            continue
+        if name == "ring":  # N processes of its own (`--procs N`)
+            rows.append(_ring_row(config, device, seq, say))
             continue
         spec = host.get("attention", name)
         if name == "triton" and device == "cpu":
@@ -570,3 +577,302 @@ def write_plot(doc: dict[str, Any], path) -> None:
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+# -- decode: one new token against a KV cache (`astrobio bench attention --decode`) ------------
+
+DECODE_RATIOS = (1, 4, 8)  # GQA ratios Hq / Hkv measured by default
+DECODE_KEYS = ("backend", "status", "reason", "exact", "kv_heads", "gqa_ratio", "cache_len",
+               "cache_bytes", "max_abs_err", "ms_median", "ms_min", "tokens_per_s")  # fmt: skip
+
+
+def run_decode_bench(config: BenchConfig, cache_len: int, progress=None) -> dict[str, Any]:
+    """One decode step per call: append the new token's K/V to a `KVCache` holding
+    cache_len - 1 tokens (so the step attends over cache_len keys, causal, query length 1) and
+    attend with each backend. Per GQA ratio (`--kv-heads`, else Hq / Hkv = 1, 4, 8) and backend:
+    tokens/s (batch / median step time), the cache's memory (both buffers, exactly
+    2 * B * Hkv * cache_len * D * itemsize) and max |out - float64 reference| (the first batch
+    elements when big)."""
+    if cache_len < 1:
+        raise UsageError("--cache-len must be at least 1, e.g. --cache-len 4096")
+    config.validate()
+    say = progress or (lambda msg: None)
+    from astrobio_cli.hardware import has_cuda
+
+    device = config.device or ("cuda" if has_cuda() else "cpu")
+    from astrobio_cli.attention.routing import plugin_host
+
+    host = plugin_host()
+    registered = [s.name for s in host.specs("attention")]
+    if config.backends:
+        unknown = [b for b in config.backends if b not in registered and b != AUTO]
+        if unknown:
+            host.get("attention", unknown[0])  # raises UnknownNameError with a suggestion
+        names = list(dict.fromkeys(config.backends))
+    else:
+        names = [AUTO, *registered]
+    if config.kv_heads:
+        kv_list = [config.kv_heads]
+    else:
+        kv_list = [config.heads // r for r in DECODE_RATIOS if config.heads % r == 0]
+        if len(kv_list) < len(DECODE_RATIOS):
+            raise UsageError(
+                f"--decode measures GQA ratios 1, 4 and 8: --heads must be a multiple of 8 "
+                f"(got {config.heads}), or pick one ratio with --kv-heads"
+            )
+    import torch
+
+    from astrobio_cli.settings import get_settings
+
+    threads = get_settings().threads
+    if threads and device == "cpu":
+        torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device (a CPU-only torch build?)")
+    results = []
+    for kv in kv_list:
+        results.extend(_decode_one(config, device, names, cache_len, kv, say))
+    cfg = asdict(config)
+    cfg.pop("extra")
+    cfg.update(device=device, decode=True, cache_len=cache_len, kv_heads=kv_list,
+               backends=names, reference="float64; the first batch elements when big")  # fmt: skip
+    return {"env": environment(device), "config": cfg, "results": results}
+
+
+def _decode_one(config, device, names, L, kv, say) -> list[dict[str, Any]]:
+    import torch
+
+    from astrobio_cli.attention.core import attention
+    from astrobio_cli.attention.kvcache import KVCache
+    from astrobio_cli.attention.problem import check_inputs
+    from astrobio_cli.attention.reference import reference_attention
+    from astrobio_cli.attention.routing import (
+        BackendUnsupportedError,
+        _verdict,
+        backend_instance,
+        plugin_host,
+        select_backend,
+    )
+
+    host = plugin_host()
+    B, H, D = config.batch, config.heads, config.head_dim
+    dtype = _torch_dtype(config.dtype)
+    g = torch.Generator().manual_seed(config.seed + L + kv)
+    cache = KVCache(B, kv, L, D, dtype=dtype, device=device)
+    if L > 1:
+        cache.append(*(torch.randn(2, B, kv, L - 1, D, generator=g).to(device, dtype)))
+    k_new, v_new = torch.randn(2, B, kv, 1, D, generator=g).to(device, dtype)
+    q = torch.randn(B, H, 1, D, generator=g).to(device, dtype)
+    keys, values = cache.append(k_new, v_new)
+    nb = max(1, min(B, REF_BUDGET // max(1, H * L * D)))
+    ref = reference_attention(q[:nb].cpu(), keys[:nb].cpu(), values[:nb].cpu(), causal=True)
+    problem = check_inputs(q, keys, values, None, True)
+    cache_bytes = cache.k.nbytes + cache.v.nbytes
+    common = dict(kv_heads=kv, gqa_ratio=H // kv, cache_len=L, cache_bytes=cache_bytes)
+
+    def row(name, status, reason="", exact=None, **kw):
+        r = dict.fromkeys(DECODE_KEYS)
+        r.update(backend=name, status=status, reason=reason, exact=exact, **common, **kw)
+        return r
+
+    rows = []
+    for name in names:
+        say(f"decode Hkv={kv} L={L} {name}")
+        if name == AUTO:
+            try:
+                chosen = select_backend(q, keys, values, problem, "auto")
+            except BackendUnsupportedError as exc:
+                rows.append(row(AUTO, "skipped", str(exc), True))
+                continue
+            exact, note = True, f"routes to {getattr(chosen, 'name', type(chosen).__name__)}"
+
+            def impl(q, k, v):
+                return attention(q, k, v, causal=True)
+
+        else:
+            spec = host.get("attention", name)
+            if name == "triton" and device == "cpu":
+                rows.append(row(name, "skipped", "CPU: runs only under the Triton interpreter, "
+                                "for correctness; not timed in --decode", spec.exact))  # fmt: skip
+                continue
+            available, supported, reason = _verdict(spec, q, keys, values, problem)
+            if not (available and supported):
+                rows.append(row(name, "skipped", reason, spec.exact))
+                continue
+            exact = spec.exact
+            note = "" if exact else "inexact by design: error is the approximation's"
+            inst = backend_instance(spec)
+
+            def impl(q, k, v, inst=inst):
+                return inst(q, k, v, mask=None, causal=True, scale=problem.scale)
+
+        def step(impl=impl):
+            cache.length = L - 1  # the same step every call: append the token, attend
+            k_all, v_all = cache.append(k_new, v_new)
+            return impl(q, k_all, v_all)
+
+        try:
+            with torch.no_grad():
+                out = step()
+                err = (out[:nb].double().cpu() - ref).abs().max().item()
+                times = _time(step, config.repeats, device)
+        except Exception as exc:
+            if _is_oom(exc):
+                rows.append(row(name, "out of memory", str(exc).splitlines()[0][:200], exact))
+            else:
+                rows.append(row(name, "failed", f"{type(exc).__name__}: {exc}"[:300], exact))
+            continue
+        med = statistics.median(times)
+        rows.append(row(name, "ran", note, exact, max_abs_err=err, ms_median=med,
+                        ms_min=min(times), tokens_per_s=B / (med / 1e3)))  # fmt: skip
+    return rows
+
+
+# -- ring: context parallelism over N processes (`astrobio bench attention --procs N`) ---------
+
+
+def _ring_row(config, device, seq, say) -> dict[str, Any]:
+    """The `ring` backend on `config.procs` processes (gloo on the CPU, NCCL on GPUs), each
+    holding 1/N of the sequence (zigzag when causal). Time: the slowest rank's median; peak
+    memory: each rank's own (RSS high-water above the RSS before the call on the CPU, the
+    allocator's peak on CUDA), the largest reported and all kept in `per_rank_peak_mb`; error:
+    the gathered output against the float64 reference. --procs 1 runs the same ring code on one
+    process (one block: the whole sequence), the baseline that per-rank memory is compared to;
+    routing itself declines a group of one."""
+    import json
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    import torch.multiprocessing as mp
+
+    from astrobio_cli.attention.routing import plugin_host
+
+    spec = plugin_host().get("attention", "ring")
+    procs = config.procs
+    if not procs:
+        why = ("single process: give --procs N (2 or more) to run it over N processes, "
+               "--procs 1 for its one-process baseline")  # fmt: skip
+        return _row("ring", "skipped", why, spec.exact)
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.device_count() < procs:
+            return _row("ring", "skipped", f"--procs {procs} needs {procs} GPUs, "
+                        f"{torch.cuda.device_count()} visible", spec.exact)  # fmt: skip
+    say(f"T={seq} ring on {procs} process(es)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = asdict(config)
+    cfg.pop("extra")
+    with tempfile.TemporaryDirectory(prefix="astrobio-ring-bench-") as tmp:
+        try:
+            mp.start_processes(_ring_rank, args=(cfg, device, seq, port, tmp), nprocs=procs,
+                               start_method="spawn")  # fmt: skip
+        except Exception as exc:
+            text = str(exc).strip().splitlines()
+            why = text[-1] if text else type(exc).__name__
+            status = "out of memory" if "memory" in why.lower() else "failed"
+            return _row("ring", status, f"a rank failed: {why}"[:300], spec.exact)
+        ranks = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(procs)]
+    med = max(r["ms_median"] for r in ranks)
+    comm = "gloo" if device == "cpu" else "nccl"
+    note = (f"{procs} processes ({comm}), T/{procs} tokens each"
+            if procs > 1 else "1 process: the ring code on one block (baseline)")  # fmt: skip
+    row = _row("ring", "ran", note + "; ms: slowest rank; peak MB: largest rank", spec.exact,
+               max_abs_err=ranks[0]["max_abs_err"], ms_median=med,
+               ms_min=max(r["ms_min"] for r in ranks),
+               tflops=flops(config.batch, config.heads, seq, seq, config.head_dim,
+                            config.causal, config.mode) / (med / 1e3) / 1e12,
+               peak_mem_mb=max(r["peak_mem_mb"] for r in ranks))  # fmt: skip
+    row["procs"] = procs
+    row["per_rank_peak_mb"] = [r["peak_mem_mb"] for r in ranks]
+    row["per_rank_ms_median"] = [r["ms_median"] for r in ranks]
+    return row
+
+
+def _ring_rank(rank: int, cfg: dict, device: str, seq: int, port: int, tmp: str) -> None:
+    """One rank of `_ring_row` (a spawned process): build the problem, keep this rank's shard,
+    check the gathered output against float64, time, measure this process's peak memory."""
+    import datetime
+    import gc
+    import json
+    from pathlib import Path
+
+    world = int(cfg["procs"])
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank))
+    import torch
+    import torch.distributed as dist
+
+    from astrobio_cli.attention.core import (
+        attention,
+        context_parallel,
+        shard_sequence,
+        unshard_sequence,
+    )
+    from astrobio_cli.attention.routing import backend_instance, plugin_host
+    from astrobio_cli.settings import get_settings
+
+    config = BenchConfig(**cfg)
+    if device == "cpu":
+        torch.set_num_threads(get_settings().threads or 1)
+        _release_freed_memory()
+    else:
+        torch.cuda.set_device(rank)
+    dist.init_process_group("gloo" if device == "cpu" else "nccl",
+                            init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(minutes=10))  # fmt: skip
+    try:
+        B, H, D = config.batch, config.heads, config.head_dim
+        Hkv = config.kv_heads or H
+        dtype = _torch_dtype(config.dtype)
+        train = config.mode == "fwd+bwd"
+        layout = "zigzag" if config.causal else "contiguous"
+        g = torch.Generator(device="cpu").manual_seed(config.seed + seq)
+        full = [torch.randn(B, h, seq, D, generator=g).to(dtype) for h in (H, Hkv, Hkv)]
+        if rank == 0:
+            ref, ref_rows, ref_heads = _reference(*full, config.causal)
+        do = torch.randn(B, H, seq, D, generator=g).to(dtype) if train else None
+        q, k, v = (shard_sequence(t, rank, world, layout=layout).contiguous().to(device)
+                   for t in full)  # fmt: skip
+        if train:
+            do = shard_sequence(do, rank, world, layout=layout).contiguous().to(device)
+            for t in (q, k, v):
+                t.requires_grad_(True)
+        del full
+        gc.collect()
+        impl = backend_instance(plugin_host().get("attention", "ring"))
+
+        def fwd():
+            with context_parallel(layout=layout):
+                if world == 1:  # routing declines a group of one: the same code, called directly
+                    return impl(q, k, v, mask=None, causal=config.causal)
+                return attention(q, k, v, causal=config.causal, backend="ring")
+
+        def call():
+            out = fwd()
+            if train:
+                out.backward(do)
+                for t in (q, k, v):
+                    t.grad = None
+            return out
+
+        with torch.no_grad() if not train else contextlib.nullcontext():
+            out = call()
+            parts = [torch.empty_like(out) for _ in range(world)]
+            dist.all_gather(parts, out.detach().contiguous())
+            err = None
+            if rank == 0:
+                whole = unshard_sequence(parts, layout=layout)
+                err = (whole[:, :ref_heads, -ref_rows:].double().cpu() - ref).abs().max().item()
+            del out, parts
+            dist.barrier()
+            times = _time(call, config.repeats, device)
+            dist.barrier()
+            peak = _peak(call, device)
+        res = {"ms_median": statistics.median(times), "ms_min": min(times),
+               "peak_mem_mb": peak, "max_abs_err": err}  # fmt: skip
+        Path(tmp, f"rank{rank}.json").write_text(json.dumps(res), encoding="utf-8")
+    finally:
+        dist.destroy_process_group()

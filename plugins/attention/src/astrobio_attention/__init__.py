@@ -5,7 +5,8 @@ This module is imported by `astrobio --help`: keep heavy imports inside factorie
 `check` functions free of torch (they run for `astrobio plugins list`).
 
 One module per backend family: eager.py, sdpa.py, external.py (flash-attn, xformers),
-triton_flash.py (+ triton_kernels.py), approximate.py (linear, sliding-window).
+triton_flash.py (+ triton_kernels.py), approximate.py (linear, sliding-window), ring.py
+(context parallel over a process group).
 """
 
 import os
@@ -69,6 +70,28 @@ def _triton():
     from astrobio_attention.triton_flash import TritonBackend
 
     return TritonBackend()
+
+
+def _multi_process():
+    # torch-free (runs for `astrobio plugins list`); torchrun and our launchers set WORLD_SIZE.
+    # The process group itself is checked per call (RingBackend.supports).
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        world = 1
+    if world > 1:
+        return True, ""
+    return False, (
+        "single process: ring attention shards the sequence over a torch.distributed group of "
+        "2+ processes (torchrun, `astrobio train --procs N`, `astrobio bench attention "
+        "--backends ring --procs N`)"
+    )
+
+
+def _ring():
+    from astrobio_attention.ring import RingBackend
+
+    return RingBackend()
 
 
 def _linear():
@@ -138,6 +161,15 @@ def register_attention_backends(register):
             description="Our fused flash-attention kernel in Triton (forward + backward).",
             factory=_triton,
             check=_all(_torch, lambda: need_module("triton"), _triton_device),
+        )
+    )
+    register(
+        AttentionBackendSpec(
+            name="ring",
+            description="Ring attention over a torch.distributed group: sequence-sharded "
+            "(context parallel), exact; forward + backward.",
+            factory=_ring,
+            check=_all(_torch, _multi_process),
         )
     )
     register(

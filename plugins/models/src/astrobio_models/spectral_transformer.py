@@ -35,7 +35,9 @@ its two neighbours (both input channels) plus an embedding of the patch's log wa
 one token per patch, the whole-spectrum numbers are added to every token; `layers` pre-norm
 transformer blocks whose self-attention calls `astrobio_cli.attention.attention` (so every
 backend is exercised by a real model), mean pooling (or `pool: flatten`, every token's
-features) and a linear head to the 5 standardised parameters.
+features) and a linear head to the 5 standardised parameters. `context_parallel: N` (training
+with `--procs N`) splits each spectrum's tokens over the N processes, attention by the `ring`
+backend (docs/attention.md, "Context parallelism").
 
 Baselines (`astrobio eval`; fitted on the training split, scored like the network): the mean;
 ridge, quadratic ridge and boosted trees (`tabular_baselines`) on the network's own inputs,
@@ -89,6 +91,8 @@ DEFAULTS: dict[str, Any] = {
     "split_seed": 0,
     "attention_backend": "auto",
     "grad_checkpointing": False,
+    "context_parallel": 0,  # N >= 2: training splits each spectrum's tokens over N processes
+    "mixer": "attention",  # or "ssm": the selective state-space mixer (astrobio_cli.attention.ssm)
 }
 
 
@@ -234,7 +238,8 @@ class SpectralTransformerPlugin:
             len(datasets.context["lam"]), c["dim"], c["heads"], c["layers"], len(PARAMS),
             c["dropout"], c["attention_backend"], c["grad_checkpointing"],
             datasets.context["lam"], c["patch"], c["pool"], 2 if c["amplitude"] else 1,
-            2 if c["amplitude"] else 0,
+            2 if c["amplitude"] else 0, mixer=c["mixer"],
+            context_parallel=c["context_parallel"],
         )  # fmt: skip
 
     def loss(self, model, batch, datasets):
@@ -356,7 +361,7 @@ class Block(nn.Module):
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def forward(self, x):  # (B, T, C)
+    def forward(self, x, mask=None, backend=None):  # (B, T, C); context parallel: the shard
         from astrobio_cli.attention import attention
 
         b, t, c = x.shape
@@ -366,15 +371,33 @@ class Block(nn.Module):
             .permute(2, 0, 3, 1, 4)
         )
         p = self.dropout if self.training else 0.0
-        o = attention(q, k, v, dropout_p=p, backend=self.backend)  # (B, H, T, D)
+        o = attention(q, k, v, mask=mask, dropout_p=p, backend=backend or self.backend)
         x = x + self.proj(o.transpose(1, 2).reshape(b, t, c))
+        return x + self.mlp(self.norm2(x))
+
+
+class SSMBlock(nn.Module):
+    """`mixer: ssm`: Block with a selective SSM (astrobio_cli.attention.ssm) for attention;
+    it scans the tokens in wavelength order (causal: token t sees tokens 0..t)."""
+
+    def __init__(self, dim: int, dropout: float) -> None:
+        from astrobio_cli.attention.ssm import SelectiveSSM
+
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.mixer = SelectiveSSM(dim)
+        self.drop = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x):  # (B, T, C)
+        x = x + self.drop(self.mixer(self.norm1(x)))
         return x + self.mlp(self.norm2(x))
 
 
 class SpectralTransformer(nn.Module):
     def __init__(
         self, bins, dim, heads, layers, n_out, dropout, backend, grad_checkpointing, lam,
-        patch=1, pool="mean", channels=1, n_global=0,
+        patch=1, pool="mean", channels=1, n_global=0, mixer="attention", context_parallel=0,
     ):  # fmt: skip
         super().__init__()
         if dim % heads:
@@ -383,6 +406,14 @@ class SpectralTransformer(nn.Module):
             raise ValueError(f"spectral-transformer: patch {patch} must be at least 1")
         if pool not in ("mean", "flatten"):
             raise ValueError(f"spectral-transformer: pool {pool!r} is not 'mean' or 'flatten'")
+        if mixer not in ("attention", "ssm"):
+            raise ValueError(f"spectral-transformer: mixer {mixer!r} is not 'attention' or 'ssm'")
+        if context_parallel < 0 or (context_parallel > 1 and mixer != "attention"):
+            raise ValueError(
+                f"spectral-transformer: context_parallel {context_parallel} must be 0 (off) or "
+                "the process count N >= 2, with mixer: attention"
+            )
+        self.context_parallel = int(context_parallel)
         tokens = -(-bins // patch)
         pad = tokens * patch - bins
         lam = lam.clone().float()
@@ -397,23 +428,87 @@ class SpectralTransformer(nn.Module):
         # whole-spectrum inputs (amplitude_features), added to every token
         self.bins, self.channels = bins, channels
         self.glob = nn.Linear(n_global, dim) if n_global else None
-        self.blocks = nn.ModuleList(Block(dim, heads, dropout, backend) for _ in range(layers))
+        self.blocks = nn.ModuleList(
+            SSMBlock(dim, dropout) if mixer == "ssm" else Block(dim, heads, dropout, backend)
+            for _ in range(layers)
+        )
         self.norm = nn.LayerNorm(dim)
         head_in = dim * tokens if pool == "flatten" else dim
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(head_in, n_out))
         self.grad_checkpointing = grad_checkpointing
 
     def forward(self, x):  # x (B, W + n_global) standardised depths, globals -> (B, n_out)
+        cp = self._context_parallel()
+        if cp is not None:  # every rank runs its 1/N of the tokens of all N ranks' spectra
+            rank, world = cp
+            mine = slice(rank * len(x), (rank + 1) * len(x))
+            x = self._all_ranks(x, world)
         n = self.bins * self.channels
         x, g = x[:, :n].view(len(x), self.channels, self.bins), x[:, n:]
         x = nn.functional.pad(x, (0, self.pad), mode="replicate")  # (B, channels, T*P)
         h = self.value(x).transpose(1, 2) + self.where(self.lam[:, None])[None]  # (B, T, C)
         if self.glob is not None:
             h = h + self.glob(g)[:, None]
+        kw: dict[str, Any] = {}
+        if cp is not None:
+            tokens = h.shape[1]
+            h, kw = self._shard_tokens(h, rank, world)
         for block in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, use_reentrant=False)
+                h = checkpoint(block, h, use_reentrant=False, **kw)
             else:
-                h = block(h)
+                h = block(h, **kw)
+        if cp is not None:  # every rank's tokens back, differentiably; then this rank's spectra
+            from astrobio_cli.attention.core import gather_sequence
+
+            h = gather_sequence(h, dim=1, layout="contiguous")[:, :tokens][mine]
         h = self.norm(h)
         return self.head(h.flatten(1) if self.pool == "flatten" else h.mean(1))
+
+    # -- context parallelism (`context_parallel: N`, training with N processes) ---------------
+    # Each rank gathers the N ranks' batches, embeds all N*b spectra, keeps 1/N of the tokens
+    # (padded to a multiple of N; the padding is masked as keys) and runs the blocks with the
+    # `ring` attention backend over the default process group; the token shards are gathered
+    # back (all_gather with autograd: its backward sums every rank's gradient) and each rank
+    # keeps its own spectra, so DDP's gradient average is the exact full-sequence gradient.
+    # Evaluation and prediction (eval mode or no grad) run on one process, unsharded.
+
+    def _context_parallel(self) -> tuple[int, int] | None:
+        if self.context_parallel < 2 or not (self.training and torch.is_grad_enabled()):
+            return None
+        import torch.distributed as dist
+
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if world != self.context_parallel:
+            from astrobio_cli.errors import UsageError
+
+            raise UsageError(
+                f"spectral-transformer: context_parallel: {self.context_parallel} splits each "
+                f"spectrum's tokens over {self.context_parallel} processes, but this run has "
+                f"{world}; train with --procs {self.context_parallel} (--cpu on a CPU) or set "
+                "context_parallel: 0"
+            )
+        return dist.get_rank(), world
+
+    @staticmethod
+    def _all_ranks(x: torch.Tensor, world: int) -> torch.Tensor:
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())  # inputs: no gradient to pass back
+        return torch.cat(parts)
+
+    @staticmethod
+    def _shard_tokens(h: torch.Tensor, rank: int, world: int):
+        from astrobio_cli.attention.core import shard_sequence
+
+        t = h.shape[1]
+        padded = -(-t // world) * world
+        keep = torch.arange(padded, device=h.device) < t
+        h = nn.functional.pad(h, (0, 0, 0, padded - t))
+        h = shard_sequence(h, rank, world, dim=1, layout="contiguous")
+        mask = None
+        if padded > t:  # key padding (1, 1, 1, T/N): pad tokens are never attended to
+            mask = shard_sequence(keep[None], rank, world, dim=1, layout="contiguous")
+            mask = mask[:, None, None, :]
+        return h, {"mask": mask, "backend": "ring"}
