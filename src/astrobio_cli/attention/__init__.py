@@ -17,6 +17,10 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "attention": "core",
     "explain": "core",
+    "context_parallel": "core",
+    "shard_sequence": "core",
+    "unshard_sequence": "core",
+    "gather_sequence": "core",
     "KVCache": "kvcache",
     "Problem": "problem",
     "causal_band": "problem",
@@ -31,6 +35,10 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022 (grouped like _EXPORTS)
     "attention",
     "explain",
+    "context_parallel",
+    "shard_sequence",
+    "unshard_sequence",
+    "gather_sequence",
     "KVCache",
     "Problem",
     "causal_band",
@@ -43,7 +51,14 @@ __all__ = [  # noqa: RUF022 (grouped like _EXPORTS)
 ]
 
 if TYPE_CHECKING:
-    from astrobio_cli.attention.core import attention, explain
+    from astrobio_cli.attention.core import (
+        attention,
+        context_parallel,
+        explain,
+        gather_sequence,
+        shard_sequence,
+        unshard_sequence,
+    )
     from astrobio_cli.attention.kvcache import KVCache
     from astrobio_cli.attention.problem import Problem, causal_band, check_inputs
     from astrobio_cli.attention.reference import reference_attention
