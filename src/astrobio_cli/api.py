@@ -150,15 +150,22 @@ def fetch(source: str, *args: Any, out: str | Path | None = None, **options: Any
     """
     if out is not None:
         options = {"out": out, **options}
-    res = run("fetch", source, *args, **options)
-    for line in res.stdout.splitlines():  # the sources' --json summaries name their output
-        line = line.strip()
-        if line.startswith("{"):
+    try:  # every built-in source's --json summary names its output ("out")
+        res = run("fetch", source, *args, **{"json_": True, **options})
+    except UserError as exc:  # a third-party source without --json
+        if "--json" not in str(exc):
+            raise
+        res = run("fetch", source, *args, **options)
+    docs = []
+    with contextlib.suppress(ValueError):
+        docs.append(json.loads(res.stdout))
+    for line in res.stdout.splitlines():
+        if line.strip().startswith("{"):
             with contextlib.suppress(ValueError):
-                doc = json.loads(line)
-                for key in ("out", "output", "path"):
-                    if isinstance(doc.get(key), str):
-                        return Path(doc[key])
+                docs.append(json.loads(line))
+    for doc in docs:
+        if isinstance(doc, dict) and isinstance(doc.get("out"), str):
+            return Path(doc["out"])
     for line in res.stdout.splitlines():
         for lead in ("written to ", "written: "):
             if line.strip().startswith(lead):

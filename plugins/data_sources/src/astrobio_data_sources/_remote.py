@@ -420,6 +420,98 @@ def echo_plan(lines: Sequence[str]) -> None:
         typer.echo(line)
 
 
+def result_doc(r: SourceResult) -> dict[str, Any]:
+    """A remote source's `--json` summary: what :func:`render` shows, paths as strings.
+
+    out: the table (or summary) Parquet, the path `--out` names; provenance: its sidecar;
+    records / records_provenance: the records file beside it (FASTA, GenBank, JSON) and its
+    sidecar; files: every file written outside the cache; originals: cached source files.
+    """
+    from astrobio_cli.net.provenance import sidecar_path
+
+    out = next(p for label, p in r.outputs if label in ("table", "summary"))
+    doc: dict[str, Any] = {"source": r.source, "out": str(out)}
+    more: dict[str, Any] = {}
+    files = [Path(out)]
+    for label, p in r.outputs:
+        if label in ("table", "summary"):
+            continue
+        if label == "original":
+            more.setdefault("originals", []).append(str(p))
+            continue
+        if label == "quicklook":
+            more["quicklook"] = str(p)
+            files += sorted(Path(p).glob("*.png"))
+            continue
+        key = label
+        if label == "provenance":
+            key = "provenance" if Path(p) == sidecar_path(out) else "records_provenance"
+        more[key] = str(p)
+        files.append(Path(p))
+    return {
+        **doc,
+        **({"provenance": more.pop("provenance")} if "provenance" in more else {}),
+        "rows": r.rows,
+        "columns": r.columns,
+        "requests": r.requests,
+        "cached": r.cached,
+        "bytes": r.bytes,
+        "from_cache": r.from_cache,
+        **more,
+        "files": [str(f) for f in files],
+        "notes": list(r.notes),
+    }
+
+
+def show(r: SourceResult, as_json: bool = False) -> None:
+    """The command's summary: the rich table, or one JSON object on one line with --json."""
+    if as_json:
+        import typer
+
+        typer.echo(json.dumps(result_doc(r)))
+    else:
+        render(r)
+
+
+def plan_doc(source: str, lines: Sequence[str]) -> dict[str, Any]:
+    """`--dry-run --json`: the planned requests of :func:`echo_plan`'s lines as one object.
+
+    `GET <url>  (then ...)` -> {"method", "url", "then"}; `POST <url>  request={json}` ->
+    {"method", "url", "request": {...}}; `note: ...` lines -> "notes".
+    """
+    requests: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for line in lines:
+        method, _, rest = line.partition(" ")
+        if not method.isupper() or not rest:
+            notes.append(line.removeprefix("note: "))
+            continue
+        url, _, detail = rest.partition("  ")
+        item: dict[str, Any] = {"method": method, "url": url}
+        detail = detail.strip()
+        if detail.startswith("request="):
+            try:
+                item["request"] = json.loads(detail[len("request=") :])
+            except json.JSONDecodeError:
+                item["request"] = detail[len("request=") :]
+        elif detail.startswith("(form: "):
+            item["form"] = detail[len("(form: ") : -1]
+        elif detail:
+            item["then"] = detail.removeprefix("(").removesuffix(")")
+        requests.append(item)
+    return {"dry_run": True, "source": source, "requests": requests, "notes": notes}
+
+
+def show_plan(source: str, lines: Sequence[str], as_json: bool = False) -> None:
+    """--dry-run's output: the request lines, or one JSON object (:func:`plan_doc`)."""
+    if as_json:
+        import typer
+
+        typer.echo(json.dumps(plan_doc(source, lines)))
+    else:
+        echo_plan(lines)
+
+
 class RateLimitHeaders:
     """Honour `X-RateLimit-Remaining` / `X-RateLimit-Reset` (seconds until the window resets):
     when a response says no requests remain, the next request waits for the reset."""

@@ -720,6 +720,7 @@ class CdsResult:
             "source": self.source,
             "dataset": self.dataset,
             "job_id": self.job_id,
+            "out": str(self.output),
             "output": str(self.output),
             "provenance": str(self.provenance),
             "samples": self.samples,

@@ -92,7 +92,7 @@ def fetch_cds(
     if dry_run:
         if as_json:
             parts = [{"dataset": p.dataset, "request": p.request()} for p in q.parts()]
-            typer.echo(json.dumps(parts[0] if len(parts) == 1 else parts, indent=2))
+            typer.echo(json.dumps(parts[0] if len(parts) == 1 else parts))
             return
         from astrobio_data_sources._remote import echo_plan
 
@@ -100,6 +100,6 @@ def fetch_cds(
         return
     result = cds.fetch(q, out=out)
     if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
+        typer.echo(json.dumps(result.to_json()))
     else:
         cds.render(result)

@@ -45,6 +45,12 @@ def fetch_ensembl(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the REST requests; no network.")
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object (paths, rows, files; the plan with --dry-run)."
+        ),
+    ] = False,
 ) -> None:
     """Ensembl REST lookups, sequences and regions (rest.ensembl.org), JSON or FASTA.
 
@@ -52,10 +58,10 @@ def fetch_ensembl(
     with provenance. Honours the X-RateLimit-* headers and Retry-After (15 requests/s).
     """
     from astrobio_data_sources import ensembl
-    from astrobio_data_sources._remote import echo_plan, render
+    from astrobio_data_sources._remote import show, show_plan
 
     q = ensembl.EnsemblQuery.from_options(ids, symbol, region, species, sequence, seq_type, format)
     if dry_run:
-        echo_plan(ensembl.plan(q))
+        show_plan(ensembl.SOURCE, ensembl.plan(q), as_json)
         return
-    render(ensembl.fetch(q, out=out, refresh=refresh))
+    show(ensembl.fetch(q, out=out, refresh=refresh), as_json)

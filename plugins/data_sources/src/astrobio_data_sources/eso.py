@@ -265,6 +265,7 @@ class ArchiveResult:
             "query": self.query,
             "rows": self.rows,
             "columns": [c["name"] for c in self.columns],
+            "out": str(self.outputs[0][1]) if self.outputs else None,
             "outputs": {label: str(p) for label, p in self.outputs},
             "requests": self.requests,
             "cached": self.cached,
@@ -553,7 +554,7 @@ def show(result: ArchiveResult, as_json: bool = False) -> None:
 
         import typer
 
-        typer.echo(json.dumps(result.doc(), indent=2))
+        typer.echo(json.dumps(result.doc()))
         return
     from astrobio_data_sources._remote import render
 

@@ -437,6 +437,7 @@ def result_json(r) -> dict[str, Any]:
         "source": r.source,
         "rows": r.rows,
         "columns": r.columns,
+        "out": str(r.outputs[0][1]) if r.outputs else None,
         "outputs": {label: str(p) for label, p in r.outputs},
         "requests": r.requests,
         "cached": r.cached,

@@ -49,6 +49,6 @@ def fetch_exoplanets_org(
         return
     result = org.fetch(q, out=out, refresh=refresh, progress=False if json_out else None)
     if json_out:
-        typer.echo(json.dumps(org.result_json(result), indent=2))
+        typer.echo(json.dumps(org.result_json(result)))
     else:
         render(result)

@@ -43,6 +43,12 @@ def fetch_gtdb(
             "with per-file progress bars.",
         ),
     ] = 4,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object (paths, rows, files; the plan with --dry-run)."
+        ),
+    ] = False,
 ) -> None:
     """GTDB metadata or taxonomy tables of a release (archaea + bacteria) as one Parquet.
 
@@ -51,11 +57,11 @@ def fetch_gtdb(
     """
     from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources import gtdb
-    from astrobio_data_sources._remote import echo_plan, render
+    from astrobio_data_sources._remote import show, show_plan
 
     check_jobs(jobs)
     q = gtdb.GtdbQuery.from_options(release, table, domain, columns, compression)
     if dry_run:
-        echo_plan(gtdb.plan(q))
+        show_plan(gtdb.SOURCE, gtdb.plan(q), as_json)
         return
-    render(gtdb.fetch(q, out=out, refresh=refresh, jobs=jobs))
+    show(gtdb.fetch(q, out=out, refresh=refresh, jobs=jobs), as_json)

@@ -24,6 +24,12 @@ _Jobs = Annotated[
         "1: one at a time with per-file progress bars.",
     ),
 ]
+_Json = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print one JSON object (paths, rows, files; the plan with --dry-run)."
+    ),
+]
 _Quicklook = Annotated[
     bool,
     typer.Option(
@@ -64,6 +70,7 @@ def fetch_mast_lightcurve(
     dry_run: _DryRun = False,
     jobs: _Jobs = 4,
     quicklook: _Quicklook = False,
+    as_json: _Json = False,
 ) -> None:
     """TESS and Kepler light curves from MAST: time, flux, flux_err, quality as Parquet.
 
@@ -73,14 +80,16 @@ def fetch_mast_lightcurve(
     """
     from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources import mast
-    from astrobio_data_sources._remote import echo_plan, render
+    from astrobio_data_sources._remote import show, show_plan
 
     check_jobs(jobs)
     q = mast.LightCurveQuery.from_options(target, mission, sector, quarter, cadence, flux, radius)
     if dry_run:
-        echo_plan(mast.plan(q, mast.LC_SOURCE))
+        show_plan(mast.LC_SOURCE, mast.plan(q, mast.LC_SOURCE), as_json)
         return
-    render(mast.fetch_lightcurves(q, out=out, refresh=refresh, jobs=jobs, quicklook=quicklook))
+    show(
+        mast.fetch_lightcurves(q, out=out, refresh=refresh, jobs=jobs, quicklook=quicklook), as_json
+    )
 
 
 def fetch_mast_jwst_spectrum(
@@ -95,6 +104,7 @@ def fetch_mast_jwst_spectrum(
     dry_run: _DryRun = False,
     jobs: _Jobs = 4,
     quicklook: _Quicklook = False,
+    as_json: _Json = False,
 ) -> None:
     """JWST 1-D extracted spectra (x1d products) from MAST: wavelength, flux, error as Parquet.
 
@@ -103,11 +113,11 @@ def fetch_mast_jwst_spectrum(
     """
     from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources import mast
-    from astrobio_data_sources._remote import echo_plan, render
+    from astrobio_data_sources._remote import show, show_plan
 
     check_jobs(jobs)
     q = mast.SpectrumQuery.from_options(target, proposal, radius, level)
     if dry_run:
-        echo_plan(mast.plan(q, mast.SPEC_SOURCE))
+        show_plan(mast.SPEC_SOURCE, mast.plan(q, mast.SPEC_SOURCE), as_json)
         return
-    render(mast.fetch_spectra(q, out=out, refresh=refresh, jobs=jobs, quicklook=quicklook))
+    show(mast.fetch_spectra(q, out=out, refresh=refresh, jobs=jobs, quicklook=quicklook), as_json)

@@ -47,21 +47,29 @@ def fetch_ncbi(
             "it); 1: one at a time, in order, with per-batch progress bars.",
         ),
     ] = 1,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object (paths, rows, files; the plan with --dry-run)."
+        ),
+    ] = False,
 ) -> None:
     """NCBI nucleotide or protein records (E-utilities esearch + efetch), GenBank or FASTA.
 
     Writes the records file plus a Parquet summary (accession, organism, length, definition),
     each with a provenance sidecar. A --query uses the history server (WebEnv/query_key) and
     fetches --batch-size records per request. 3 requests/s, 10 with an API key
-    (ASTROBIO_SOURCES__NCBI__API_KEY).
+    (ASTROBIO_SOURCES__NCBI__API_KEY). As NCBI's usage policy asks, every call names the tool
+    and a contact email: set yours with ASTROBIO_SOURCES__NCBI__EMAIL (and
+    ASTROBIO_SOURCES__NCBI__TOOL), or [sources.ncbi] email/tool in the settings file.
     """
     from astrobio_cli.net.pool import check_jobs
     from astrobio_data_sources import ncbi
-    from astrobio_data_sources._remote import echo_plan, render
+    from astrobio_data_sources._remote import show, show_plan
 
     check_jobs(jobs)
     q = ncbi.NcbiQuery.from_options(db, ids, query, format, max_records, batch_size)
     if dry_run:
-        echo_plan(ncbi.plan(q))
+        show_plan(ncbi.SOURCE, ncbi.plan(q), as_json)
         return
-    render(ncbi.fetch(q, out=out, refresh=refresh, jobs=jobs))
+    show(ncbi.fetch(q, out=out, refresh=refresh, jobs=jobs), as_json)

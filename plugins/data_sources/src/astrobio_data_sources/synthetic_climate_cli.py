@@ -30,6 +30,9 @@ def fetch_synthetic_climate(
             "`astrobio train cube-unet` uses when given no --data)."
         ),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (paths, sizes, summary).")
+    ] = False,
 ) -> None:
     """Generate planetary climate datacubes offline from a 2-D energy-balance model.
 
@@ -64,7 +67,7 @@ def fetch_synthetic_climate(
     ds = sc.generate(samples, nlat=nlat, nlon=nlon, nlev=nlev, seed=seed, ice_albedo=ice_albedo)
     path = sc.write(ds, out, fmt)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - start
-    sc.write_sidecar(
+    sidecar = sc.write_sidecar(
         path,
         seed=seed,
         options={
@@ -83,6 +86,30 @@ def fetch_synthetic_climate(
         if path.is_dir()
         else (path.stat().st_size)
     )
+    lo, hi = info["ts_range"]
+    if as_json:
+        import json
+
+        doc = {
+            "source": "synthetic-climate",
+            "out": str(path),
+            "provenance": str(sidecar),
+            "format": fmt,
+            "samples": info["samples"],
+            "grid": {"nlev": nlev, "nlat": nlat, "nlon": nlon},
+            "seed": seed,
+            "ice_albedo": ice_albedo,
+            "inputs": list(sc.INPUT_VARIABLES),
+            "outputs": ["ts", "ta", "hus", "rsdt"],
+            "ts_min_k": lo,
+            "ts_max_k": hi,
+            "ts_mean_k": info["ts_mean"],
+            "bytes": size,
+            "seconds": round(elapsed, 3),
+            "files": [str(path), str(sidecar)],
+        }
+        typer.echo(json.dumps(doc))
+        return
     table = Table(title="synthetic-climate", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -92,7 +119,6 @@ def fetch_synthetic_climate(
     table.add_row("ice-albedo feedback", "on" if ice_albedo else "off")
     table.add_row("inputs", ", ".join(sc.INPUT_VARIABLES))
     table.add_row("outputs", "ts, ta, hus (+ rsdt insolation)")
-    lo, hi = info["ts_range"]
     table.add_row("surface temperature", f"{lo:.1f} to {hi:.1f} K (mean {info['ts_mean']:.1f} K)")
     table.add_row("format", f"{fmt}, {size / 1e6:.1f} MB, generated in {elapsed:.1f} s")
     console = Console(soft_wrap=True)

@@ -41,6 +41,12 @@ def fetch_uniprot(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the REST requests; no network.")
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object (paths, rows, files; the plan with --dry-run)."
+        ),
+    ] = False,
 ) -> None:
     """UniProtKB entries (rest.uniprot.org): search with cursor paging (Link header) or stream.
 
@@ -48,12 +54,12 @@ def fetch_uniprot(
     (accession, name, organism, taxon, gene, length). Provenance sidecars beside both.
     """
     from astrobio_data_sources import uniprot
-    from astrobio_data_sources._remote import echo_plan, render
+    from astrobio_data_sources._remote import show, show_plan
 
     q = uniprot.UniprotQuery.from_options(
         query, accession, fields, format, limit, page_size, stream
     )
     if dry_run:
-        echo_plan(uniprot.plan(q))
+        show_plan(uniprot.SOURCE, uniprot.plan(q), as_json)
         return
-    render(uniprot.fetch(q, out=out, refresh=refresh))
+    show(uniprot.fetch(q, out=out, refresh=refresh), as_json)
