@@ -106,11 +106,41 @@ def train_command(
     model_path: Annotated[
         str | None, typer.Option(help="llm-lora: a local Hugging Face checkpoint directory.")
     ] = None,
+    nnodes: Annotated[
+        int | None,
+        typer.Option(help="Nodes of a multi-node run (same command on each, own --node-rank)."),
+    ] = None,
+    node_rank: Annotated[
+        int | None, typer.Option(help="With --nnodes: this node's rank, 0 on --master-addr.")
+    ] = None,
+    master_addr: Annotated[
+        str | None, typer.Option(help="With --nnodes: node 0's address (c10d rendezvous).")
+    ] = None,
+    master_port: Annotated[
+        int | None, typer.Option(help="With --nnodes: the rendezvous port (default 29500).")
+    ] = None,
+    print_slurm: Annotated[
+        bool,
+        typer.Option("--print-slurm", help="Print an sbatch script for this run; train nothing."),
+    ] = False,
+    nodes: Annotated[int | None, typer.Option(help="With --print-slurm: nodes (2).")] = None,
+    gpus_per_node: Annotated[
+        int | None, typer.Option(help="With --print-slurm: GPUs per node (default --gpus or 1).")
+    ] = None,
+    partition: Annotated[str | None, typer.Option(help="With --print-slurm: partition.")] = None,
+    time: Annotated[
+        str | None, typer.Option(help="With --print-slurm: time limit HH:MM:SS.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Train a model: one process, N CPU processes (--cpu --procs N) or N GPUs (--gpus N)."""
+    """Train a model: one process, N CPU processes (--cpu --procs N) or N GPUs (--gpus N).
+
+    The run directory holds the config, run card, metrics.jsonl (`astrobio runs list --plot`),
+    checkpoints and, for a model with its own export format, <run>/export (llm-lora: a PEFT
+    adapter directory that peft's AutoPeftModelForCausalLM loads).
+    """
     from astrobio_cli.hardware import cuda_device_count
-    from astrobio_cli.training import launch
+    from astrobio_cli.training import launch, slurm
     from astrobio_cli.training.config import resolve_config
     from astrobio_cli.training.data import check_data
 
@@ -152,10 +182,30 @@ def train_command(
     if defaults.get("workers"):  # the model's default, at most half the CPUs this process has
         defaults["workers"] = min(int(defaults["workers"]), _cpus() // 2)
     cfg = resolve_config(model, flags, model_defaults=defaults, config_file=config)
+    multi_node = [
+        f"--{k.replace('_', '-')}"
+        for k, v in (("nnodes", nnodes), ("node_rank", node_rank), ("master_addr", master_addr))
+        if v is not None
+    ]
+    slurm.check_options(
+        print_slurm=print_slurm,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        partition=partition,
+        time=time,
+        cpu=cfg.cpu,
+        master_port=master_port,
+        multi_node_flags=multi_node,
+    )
+    if print_slurm:
+        _print_slurm(model, flags, config, cfg, nodes, gpus_per_node, partition, time, master_port)
+        return
+    node_set = launch.check_nodes(nnodes, node_rank, master_addr, master_port, cfg.out)
     launch.check_gpus(cfg.gpus)
     if cfg.precision == "fp16" and (cfg.cpu or not cuda_device_count()):
         raise UsageError("--precision fp16 needs a CUDA device; on CPU use --precision bf16")
-    if cfg.strategy == "fsdp" and (cfg.cpu or not cuda_device_count()) and cfg.procs < 2:
+    world = cfg.procs * (node_set.nnodes if node_set else 1)
+    if cfg.strategy == "fsdp" and (cfg.cpu or not cuda_device_count()) and world < 2:
         raise UsageError(
             "--strategy fsdp shards a model over processes: use it with --gpus N, or on the "
             "CPU with --cpu --procs N (N >= 2, gloo)"
@@ -163,10 +213,10 @@ def train_command(
     run_dir = _run_dir(cfg)
 
     nprocs = cfg.procs if cfg.cpu else (cfg.gpus or 1)
-    if nprocs > 1 and not launch.inside_launch():
+    if (nprocs > 1 or node_set is not None) and not launch.inside_launch():
         argv = _child_argv(model, flags, config)
         _export_settings()
-        code = launch.launch(nprocs, argv, run_dir, cpu=cfg.cpu)
+        code = launch.launch(nprocs, argv, run_dir, cpu=cfg.cpu, nodes=node_set)
         if code != 0:
             raise typer.Exit(code)
         _print_summary(run_dir, json_out)
@@ -208,6 +258,35 @@ def _run_dir(cfg) -> Path:
 
         return resolve_checkpoint(Path(cfg.resume)).parent.parent
     return new_run_dir(runs, cfg.model)
+
+
+def _print_slurm(model, flags, config, cfg, nodes, gpus_per_node, partition, time, port) -> None:
+    """`--print-slurm`: the sbatch script on stdout (training.slurm), nothing trained."""
+    from astrobio_cli import settings as settings_mod
+    from astrobio_cli.training.slurm import sbatch_script
+
+    _export_settings()
+    exports = {
+        k: os.environ[k]
+        for k in ("ASTROBIO_DATA_DIR", "ASTROBIO_CACHE_DIR", "ASTROBIO_RUNS_DIR", "ASTROBIO_CONFIG")
+        if k in os.environ
+    }
+    gpus = None if cfg.cpu else (gpus_per_node or cfg.gpus or 1)
+    argv = _child_argv(model, {**flags, "gpus": None}, config)
+    script = sbatch_script(
+        model=model,
+        argv=argv,
+        out=Path(cfg.out) if cfg.out else None,
+        runs_dir=Path(settings_mod.loaded().settings.runs_dir),
+        nodes=nodes or 2,
+        gpus_per_node=gpus,
+        partition=partition,
+        time=time,
+        master_port=port,
+        exports=exports,
+        cpus_per_task=cfg.procs if cfg.cpu else None,
+    )
+    typer.echo(script, nl=False)
 
 
 def _child_argv(model: str, flags: dict[str, Any], config: Path | None) -> list[str]:

@@ -103,7 +103,9 @@ def train(
             "--strategy fsdp shards the model over processes: on the CPU use --cpu --procs N "
             "with N >= 2"
         )
-    _set_threads(acc.num_processes if acc.device.type == "cpu" else 1)
+    # the processes on this node (torchrun's LOCAL_WORLD_SIZE), not the whole multi-node run
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes))
+    _set_threads(local if acc.device.type == "cpu" else 1)
 
     set_seed(cfg.seed)  # same seed on every rank: identical data split and initial weights
     datasets: Datasets = plugin.make_datasets(
