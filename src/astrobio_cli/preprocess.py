@@ -257,6 +257,47 @@ def _load(
     return np.stack(arrays, axis=-4)
 
 
+def _prepared(
+    ds, g: Group, sl: slice | None, dtype: np.dtype, src: Path, src_lat, src_lon,
+    grid_lat, grid_lon, regrid: float | None, native: bool, threads: int,
+) -> np.ndarray:  # fmt: skip
+    """The cube of group `g` for the samples `sl`, read and (with `regrid`) regridded."""
+    x = _load(ds, g, sl, dtype, src_lon.size, src)
+    if regrid is not None:
+        x = dc.regrid(x, src_lat, src_lon, grid_lat, grid_lon, native=native, threads=threads)
+    return x
+
+
+def _chunk_stats(x: np.ndarray, g: Group, native: bool, threads: int) -> dc.Stats:
+    """The stats of one chunk of group `g` (pass 1)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dc.AllNaNWarning)
+        return dc.stats(x, names=g.names, native=native, threads=threads)
+
+
+def _merge_chunk_stats(parts: Sequence[dc.Stats]) -> dc.Stats:
+    """The chunk stats of one group merged in chunk order (parallel Welford): the same order,
+    so the same bits, whoever computed the parts (this process or Dask workers)."""
+    acc = None
+    for s in parts:
+        acc = s if acc is None else acc.merge(s)
+    if acc is None:
+        raise AssertionError("no chunk stats to merge")
+    return acc
+
+
+def _chunk_dataset(
+    ds, g: Group, sl: slice | None, x: np.ndarray, st: dc.Stats, patch, fill, native, threads,
+    lat, lon, grid_lat, grid_lon, regrid,
+):  # fmt: skip
+    """Pass 2 for one chunk of group `g`: normalise -> fill -> patch, as a Dataset."""
+    try:
+        res = dc.pipeline(x, stats=st, fill=fill, patch=patch, native=native, threads=threads)
+    except ValueError as exc:  # a patch that does not fit, stats that differ
+        raise UsageError(f"{g.label} ({', '.join(g.names)}): {exc}") from None
+    return _to_dataset(ds, g, sl, res.data, st, patch, fill, lat, lon, grid_lat, grid_lon, regrid)
+
+
 def _clean_stale(out: Path) -> None:
     for p in out.parent.glob(f".{out.name}.tmp-*"):
         with contextlib.suppress(ValueError, OSError):
@@ -491,8 +532,11 @@ def preprocess(
     overwrite: bool = False,
     native: bool | None = None,
     progress: Progress | None = None,
+    scheduler: str | None = None,
 ) -> PreprocessResult:
-    """Preprocess `src` into the Zarr store `out` (see the module docstring)."""
+    """Preprocess `src` into the Zarr store `out` (see the module docstring). With `scheduler`
+    (a dask.distributed address or `local:N`) the chunks run as Dask tasks
+    (:mod:`astrobio_cli.preprocess_dask`); the store is the same, bit for bit."""
     started = time.perf_counter()
     src, out = Path(src), Path(out)
     say = progress or (lambda desc, done, total: None)
@@ -507,6 +551,7 @@ def preprocess(
     except ValueError as exc:
         raise UsageError(f"--fill: {exc}") from None
     native = dc.use_native(native)
+    task_threads = threads  # --scheduler: kernel threads per Dask task (default: per worker)
     try:
         threads = dc.thread_count(threads)
     except ValueError as exc:  # over the bound, from the argument or the setting
@@ -520,7 +565,11 @@ def preprocess(
         ) from None
 
     _check_out(src, out, overwrite)  # before any work
-    with _signals() as (stop, watch):
+    if scheduler is not None:
+        from astrobio_cli import preprocess_dask
+
+        preprocess_dask.check(scheduler)  # the dask extra, a well-formed address
+    with _signals() as (stop, watch), contextlib.ExitStack() as stack:
         ds = _open(src)
         groups, lat, lon = plan_groups(ds, variables)
         scalars = plan_scalars(ds, variables, groups[0].sample_dims)
@@ -567,12 +616,20 @@ def preprocess(
         )
 
         def prepared(g: Group, sl: slice | None) -> np.ndarray:
-            x = _load(ds, g, sl, dtype, src_lon.size, src)
-            if regrid is not None:
-                x = dc.regrid(
-                    x, src_lat, src_lon, grid_lat, grid_lon, native=native, threads=threads
-                )
-            return x
+            return _prepared(
+                ds, g, sl, dtype, src, src_lat, src_lon, grid_lat, grid_lon, regrid, native,
+                threads,
+            )  # fmt: skip
+
+        cluster = None
+        if scheduler is not None:  # connected (or started) before anything is written
+            from astrobio_cli import preprocess_dask
+
+            job = preprocess_dask.Job(
+                src, dtype, lat, lon, src_lat, src_lon, grid_lat, grid_lon, regrid, patch, fill,
+                native, task_threads, sample_dims, tuple(scalars),
+            )  # fmt: skip
+            cluster = stack.enter_context(preprocess_dask.connect(scheduler, job, out))
 
         # -- pass 1: statistics ----------------------------------------------------------------
         stats: dict[str, dc.Stats] = {}
@@ -587,21 +644,20 @@ def preprocess(
                 except ValueError as exc:
                     raise UsageError(f"--stats-from {stats_from}: {exc}") from None
                 continue
-            acc = None
+            if cluster is not None:  # the same chunks on the Dask workers, merged here
+                parts, done = cluster.stats(g, train_chunks, say, done, total, stop)
+                stats[g.label] = _merge_chunk_stats(parts)
+                continue
+            parts = []
             for sl in train_chunks:
                 say(f"stats {g.label}", done, total)
 
                 def chunk_stats(g=g, sl=sl) -> dc.Stats:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", dc.AllNaNWarning)
-                        return dc.stats(
-                            prepared(g, sl), names=g.names, native=native, threads=threads
-                        )
+                    return _chunk_stats(prepared(g, sl), g, native, threads)
 
-                s = _interruptible(chunk_stats, stop, watch)
-                acc = s if acc is None else acc.merge(s)
+                parts.append(_interruptible(chunk_stats, stop, watch))
                 done += 1
-            stats[g.label] = acc
+            stats[g.label] = _merge_chunk_stats(parts)
         if scalar_values is not None:
             if given is not None:
                 try:
@@ -635,38 +691,21 @@ def preprocess(
         # -- pass 2: normalise -> fill -> patch, chunk by chunk, into a temporary store ---------
         shapes: dict[str, tuple[int, ...]] = {}
         with stop.deferred(), _atomic_dir(out, overwrite, stop.checkpoint) as tmp:
-            for i, sl in enumerate(chunks):
+            if cluster is not None:  # the workers write every chunk of every array
+                done = cluster.write(
+                    tmp, ds, groups, chunks, stats, scalar_values, say, done, total, stop
+                )
+            for i, sl in enumerate(chunks if cluster is None else ()):
                 parts = []
                 for g in groups:
                     stop.checkpoint()
                     say(f"write {g.label}", done, total)
 
                     def chunk_dataset(g=g, sl=sl):
-                        try:
-                            res = dc.pipeline(
-                                prepared(g, sl),
-                                stats=stats[g.label],
-                                fill=fill,
-                                patch=patch,
-                                native=native,
-                                threads=threads,
-                            )
-                        except ValueError as exc:  # a patch that does not fit, stats that differ
-                            raise UsageError(f"{g.label} ({', '.join(g.names)}): {exc}") from None
-                        return _to_dataset(
-                            ds,
-                            g,
-                            sl,
-                            res.data,
-                            stats[g.label],
-                            patch,
-                            fill,
-                            lat,
-                            lon,
-                            grid_lat,
-                            grid_lon,
-                            regrid,
-                        )
+                        return _chunk_dataset(
+                            ds, g, sl, prepared(g, sl), stats[g.label], patch, fill, native,
+                            threads, lat, lon, grid_lat, grid_lon, regrid,
+                        )  # fmt: skip
 
                     parts.append(_interruptible(chunk_dataset, stop, watch))
                     done += 1

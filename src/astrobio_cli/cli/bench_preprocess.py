@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from astrobio_cli.errors import UsageError
+from astrobio_cli.errors import UsageError, UserError
 
 OPS = ("stats", "normalize", "pipeline", "patches", "regrid", "flip_lat", "roll_lon", "noise")
 GRID = (4, 8, 128, 256)  # var, lev, lat, lon
@@ -49,6 +48,8 @@ def _median_time(
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
+    import statistics
+
     return statistics.median(times), times
 
 
@@ -141,6 +142,8 @@ def measure(
             rows.append(
                 {"op": name, "impl": "rust", "threads": t, "median_s": med, "times_s": times}
             )
+    import statistics
+
     copy_s = statistics.median(copy_times)
     copy_gbs = nbytes / copy_s / 1e9
     twin = {r["op"]: r["median_s"] for r in rows if r["impl"] == "numpy"}
@@ -208,6 +211,27 @@ def register(group: typer.Typer) -> None:
         json_path: Annotated[
             Path | None, typer.Option("--json", help="Write the results as JSON here.")
         ] = None,
+        scheduler: Annotated[
+            str | None,
+            typer.Option(
+                metavar="ADDRESSES",
+                help="End to end instead of the kernels: `astrobio preprocess` of a NetCDF cube "
+                "of --size on this node, then with each of these comma-separated --scheduler "
+                "values (local:1,local:2 or tcp://host:8786): MB/s of input, and whether the "
+                "store is the single-node one bit for bit.",
+            ),
+        ] = None,
+        cube: Annotated[
+            Path | None,
+            typer.Option(
+                help="With --scheduler: the NetCDF cube to use; written there (and kept) if it "
+                "does not exist. Default: a temporary one."
+            ),
+        ] = None,
+        chunk: Annotated[
+            int | None,
+            typer.Option(min=1, help="With --scheduler: preprocess --chunk (samples per step)."),
+        ] = None,
     ) -> None:
         """Rust kernels against the NumPy twin on one cube: median time, GB/s, speed-up and
         the fraction of the same run's memory-copy bandwidth."""
@@ -235,6 +259,9 @@ def register(group: typer.Typer) -> None:
             raise UsageError(f"--dtype must be float32 or float64, got {dtype!r}")
         nbytes = parse_size(size)
         err = Console(stderr=True)
+        if scheduler is not None:
+            _end_to_end(scheduler, cube, nbytes, nan_fraction, dtype, chunk, json_path, err)
+            return
         res = measure(
             nbytes,
             nan_fraction,
@@ -277,3 +304,74 @@ def register(group: typer.Typer) -> None:
             tmp.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
             os.replace(tmp, json_path)
             out.print(f"wrote {json_path}", highlight=False)
+
+
+def _end_to_end(schedulers, cube, nbytes, nan_fraction, dtype, chunk, json_path, err) -> None:
+    """`bench preprocess --scheduler ...`: the whole command, single node against Dask."""
+    import shutil
+    import tempfile
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from astrobio_cli import preprocess_dask as pdk
+
+    names = [s.strip() for s in schedulers.split(",") if s.strip()]
+    if not names:
+        raise UsageError("--scheduler takes comma-separated addresses, e.g. local:1,local:2")
+    for name in names:
+        pdk.check(name)
+    workdir = Path(tempfile.mkdtemp(prefix="astrobio-bench-"))
+    try:
+        src = cube or workdir / "cube.nc"
+        if not src.exists():
+            err.print(f"[dim]writing a {nbytes / 1e9:.2f} GB {dtype} NetCDF cube to {src}[/]")
+            src.parent.mkdir(parents=True, exist_ok=True)
+            pdk.write_bench_cube(src, nbytes, nan_fraction, dtype)
+        import xarray as xr
+
+        with xr.open_dataset(src) as ds:
+            shape = {str(d): int(n) for d, n in ds.sizes.items()}
+            variables = [str(v) for v in ds.data_vars]
+        load_before = os.getloadavg()
+        rows = pdk.measure_throughput(
+            src, names, workdir, chunk=chunk, progress=lambda m: err.print(f"[dim]{m}[/]")
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    m = machine()
+    res = {
+        "command": " ".join(["astrobio", *sys.argv[1:]]) if sys.argv else "",
+        "machine": {**m, "load_average_before": [round(x, 2) for x in load_before]},
+        "cube": str(cube) if cube else None,
+        "dims": shape,
+        "variables": variables,
+        "input_bytes": rows[0]["input_bytes"],
+        "chunk": chunk,
+        "results": rows,
+    }
+    table = Table(
+        title=f"bench preprocess end to end: {rows[0]['input_bytes'] / 1e9:.2f} GB NetCDF "
+        f"{len(variables)} variables {shape}\n{m['cpu']}, {m['cores']} cores, load {load_before[0]:.1f} -> "
+        f"{m['load_average'][0]}"
+    )
+    for col in ("run", "seconds", "MB/s of input", "x single node", "same store"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    base = rows[0]["seconds"]
+    for r in rows:
+        table.add_row(
+            r["scheduler"],
+            f"{r['seconds']:.2f}",
+            f"{r['mb_s']:.0f}",
+            f"{base / r['seconds']:.2f}x",
+            "yes" if r["identical"] else "[red]NO[/]",
+        )
+    out = Console(soft_wrap=True)
+    out.print(table)
+    if json_path:
+        tmp = json_path.with_name(f".{json_path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, json_path)
+        out.print(f"wrote {json_path}", highlight=False)
+    if not all(r["identical"] for r in rows):
+        raise UserError("a --scheduler run wrote a store that differs from the single-node one")

@@ -59,6 +59,16 @@ def preprocess(
         int | None, typer.Option(min=1, help="Samples per step (default: ~256 MB of input).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Run the chunks as tasks on a Dask cluster: a scheduler address "
+            "(tcp://host:8786; IN and OUT on a filesystem every worker shares) or local:N "
+            "(N worker processes on this machine). Same store, bit for bit. Needs the dask "
+            "extra.",
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -124,6 +134,7 @@ def preprocess(
                 chunk=chunk,
                 overwrite=overwrite,
                 progress=progress,
+                scheduler=scheduler,
             )
         except KeyboardInterrupt:
             interrupted = True
