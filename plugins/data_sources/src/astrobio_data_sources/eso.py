@@ -656,62 +656,114 @@ def fetch(
     refresh: bool = False,
     progress: bool | None = None,
 ) -> ArchiveResult:
+    token = _token()
+    return fetch_listing(
+        source=SOURCE,
+        q=q,
+        out=out,
+        download=download,
+        files_dir=files_dir,
+        refresh=refresh,
+        progress=progress,
+        client_factory=_client,
+        tap_factory=_tap,
+        fmt="votable",
+        parse=votable_table,
+        secret=bool(token),
+        headers=_auth_headers(token),
+        service="ESO TAP service",
+        not_found=lambda: (
+            f"ESO has no {TABLE} products for {q.describe()}; nothing written "
+            "(check the instrument and target names, or widen --date/--radius)"
+        ),
+        hint="" if token else "; set sources.eso.api_key to an ESO token to fetch your own",
+        extra=lambda client: {
+            "table": TABLE,
+            "authenticated": bool(token),
+            "service": client.url(TAP_SYNC),
+        },
+        default_out=default_out,
+        products_of=products_of,
+    )
+
+
+def fetch_listing(
+    *,
+    source: str,
+    q: Any,
+    out: Path | None,
+    download: bool,
+    files_dir: Path | None,
+    refresh: bool,
+    progress: bool | None,
+    client_factory: Callable[[], Any],
+    tap_factory: Callable[[Any], Any],
+    fmt: str,
+    parse: Callable[[Path, str], tuple[Any, str | None]],
+    secret: bool,
+    headers: dict[str, str],
+    service: str,
+    not_found: Callable[[], str],
+    hint: str,
+    extra: Callable[[Any], dict[str, Any]],
+    default_out: Callable[[Any], Path],
+    products_of: Callable[[Any], list[Product]],
+    validate_file: Any = None,
+) -> ArchiveResult:
+    """An archive's TAP listing (cached, validated before it is cached) to Parquet and, with
+    `download`, its public products: the flow `eso` and `koa` share."""
     from astrobio_cli.net.cache import Cache
     from astrobio_cli.settings import get_settings
     from astrobio_data_sources._remote import Fetched, NotFoundError, check_out
 
     out = check_out(out) if out is not None else default_out(q)
-    token = _token()
-    headers = _auth_headers(token)
     adql = q.adql()
     cache = Cache(get_settings().cache_dir)
-    with _client() as client:
-        tap = _tap(client)
-        what = f"the ESO TAP service ({client.host})"
+    with client_factory() as client:
+        tap = tap_factory(client)
+        what = f"the {service} ({client.host})"
         parsed: dict[str, Any] = {}
 
         def validate(tmp: Path, _headers: dict[str, str]) -> None:
-            parsed["table"] = votable_table(tmp, what)
+            parsed["table"] = parse(tmp, what)
 
         def get(dest: Path):
             return tap.fetch_sync(
-                adql, dest, "votable", validate=validate, headers=headers, progress=progress
+                adql, dest, fmt, validate=validate, headers=headers, progress=progress
             )
 
-        request = {**tap.cache_request(adql, "votable"), "authenticated": bool(token)}
-        hit = cache.fetch(SOURCE, request, get, refresh=refresh, extra={"query": adql})
+        request = {**tap.cache_request(adql, fmt), "authenticated": secret}
+        hit = cache.fetch(source, request, get, refresh=refresh, extra={"query": adql})
         if "table" not in parsed:  # a cache hit
             try:
-                parsed["table"] = votable_table(hit.path, f"the cached copy {hit.path}")
+                parsed["table"] = parse(hit.path, f"the cached copy {hit.path}")
             except ContentError as exc:
                 raise ContentError(f"{exc}; run again with --refresh to download it anew") from None
         table, status = parsed["table"]
-        fetched = [Fetched(f"GET {tap.sync_url(adql, 'votable')}", hit)]
+        fetched = [Fetched(f"GET {tap.sync_url(adql, fmt)}", hit)]
         if table.num_rows == 0:
-            raise NotFoundError(
-                f"ESO has no {TABLE} products for {q.describe()}; nothing written "
-                "(check the instrument and target names, or widen --date/--radius)"
-            )
+            raise NotFoundError(not_found())
         files: list[dict[str, Any]] = []
         skipped: list[dict[str, str]] = []
         fdir = None
         if download:
             fdir = files_dir if files_dir is not None else files_dir_for(out)
             files, skipped = download_products(
-                source=SOURCE,
+                source=source,
                 client=client,
                 cache=cache,
                 products=products_of(table),
                 files_dir=fdir,
                 headers=headers,
-                authenticated=bool(token),
+                authenticated=secret,
                 refresh=refresh,
                 progress=progress,
                 fetched=fetched,
-                hint="" if token else "; set sources.eso.api_key to an ESO token to fetch your own",
+                hint=hint,
+                **({"validate": validate_file} if validate_file is not None else {}),
             )
         return finish(
-            source=SOURCE,
+            source=source,
             table=table,
             out=out,
             adql=adql,
@@ -721,7 +773,7 @@ def fetch(
             skipped=skipped,
             files_dir=fdir,
             status=status,
-            extra={"table": TABLE, "authenticated": bool(token), "service": client.url(TAP_SYNC)},
+            extra=extra(client),
         )
 
 

@@ -33,9 +33,7 @@ from astrobio_data_sources.eso import (
     Refused,
     check_limit,
     check_position,
-    download_products,
-    files_dir_for,
-    finish,
+    fetch_listing,
     fits_validator,
     parse_dates,
     quote,
@@ -272,77 +270,38 @@ def fetch(
     refresh: bool = False,
     progress: bool | None = None,
 ) -> ArchiveResult:
-    from astrobio_cli.net.cache import Cache
     from astrobio_cli.net.tap import TapService
-    from astrobio_cli.settings import get_settings
-    from astrobio_data_sources._remote import Fetched, NotFoundError, check_out
 
-    out = check_out(out) if out is not None else default_out(q)
     cookie = _cookie()
-    headers = _headers(cookie)
-    adql = q.adql()
-    cache = Cache(get_settings().cache_dir)
-    with _client() as client:
-        tap = TapService(client)
-        what = f"the KOA TAP service ({client.host})"
-        parsed: dict[str, Any] = {}
-
-        def validate(tmp: Path, _headers: dict[str, str]) -> None:
-            parsed["table"] = _parse(tmp, what)
-
-        def get(dest: Path):
-            return tap.fetch_sync(adql, dest, validate=validate, headers=headers, progress=progress)
-
-        request = {**tap.cache_request(adql), "authenticated": bool(cookie)}
-        hit = cache.fetch(SOURCE, request, get, refresh=refresh, extra={"query": adql})
-        if "table" not in parsed:  # a cache hit
-            try:
-                parsed["table"] = _parse(hit.path, f"the cached copy {hit.path}")
-            except ContentError as exc:
-                raise ContentError(f"{exc}; run again with --refresh to download it anew") from None
-        table = parsed["table"]
-        fetched = [Fetched(f"GET {tap.sync_url(adql)}", hit)]
-        if table.num_rows == 0:
-            raise NotFoundError(
-                f"KOA has no {q.table} files for {q.describe()}; nothing written "
-                "(check the target name, or widen --date/--radius)"
-            )
-        files: list[dict[str, Any]] = []
-        skipped: list[dict[str, str]] = []
-        fdir = None
-        if download:
-            fdir = files_dir if files_dir is not None else files_dir_for(out)
-            files, skipped = download_products(
-                source=SOURCE,
-                client=client,
-                cache=cache,
-                products=products_of(table),
-                files_dir=fdir,
-                headers=headers,
-                authenticated=bool(cookie),
-                refresh=refresh,
-                progress=progress,
-                fetched=fetched,
-                validate=file_validator,
-                hint="" if cookie else "; set sources.koa.api_key to your KOA session cookie",
-            )
-        return finish(
-            source=SOURCE,
-            table=table,
-            out=out,
-            adql=adql,
-            fetched=fetched,
-            client=client,
-            files=files,
-            skipped=skipped,
-            files_dir=fdir,
-            status=None,
-            extra={
-                "table": q.table,
-                "authenticated": bool(cookie),
-                "service": client.url("TAP/sync"),
-            },
-        )
+    return fetch_listing(
+        source=SOURCE,
+        q=q,
+        out=out,
+        download=download,
+        files_dir=files_dir,
+        refresh=refresh,
+        progress=progress,
+        client_factory=_client,
+        tap_factory=TapService,
+        fmt="csv",
+        parse=lambda path, what: (_parse(path, what), None),
+        secret=bool(cookie),
+        headers=_headers(cookie),
+        service="KOA TAP service",
+        not_found=lambda: (
+            f"KOA has no {q.table} files for {q.describe()}; nothing written "
+            "(check the target name, or widen --date/--radius)"
+        ),
+        hint="" if cookie else "; set sources.koa.api_key to your KOA session cookie",
+        extra=lambda client: {
+            "table": q.table,
+            "authenticated": bool(cookie),
+            "service": client.url("TAP/sync"),
+        },
+        default_out=default_out,
+        products_of=products_of,
+        validate_file=file_validator,
+    )
 
 
 class Koa:
