@@ -9,6 +9,7 @@ loopback TAP server replaying the archive's recorded answer, QTable.read of the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -144,10 +145,23 @@ def test_core_smoke_skips_what_needs_torch_and_passes_the_rest(core_env, tmp_pat
         env={"ASTROBIO_DATA_DIR": str(tmp_path / "data")},
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    import json
-
     doc = json.loads((tmp_path / "smoke.json").read_text())
     by = {c["name"]: c for c in doc["checks"]}
     assert by["native"]["status"] == "passed"
     assert by["model"]["status"] == "skipped" and "[train] extra" in by["model"]["detail"]
     assert not [c for c in doc["checks"] if c["status"] == "failed"]
+
+
+def test_core_generates_and_preprocesses_a_climate_cube(core_env, tmp_path):
+    venv, _ = core_env
+    env = {"ASTROBIO_DATA_DIR": str(tmp_path / "data"), "ASTROBIO_CACHE_DIR": str(tmp_path / "c")}
+    nc, store = tmp_path / "c.nc", tmp_path / "c.zarr"
+    gen = _run(venv, "fetch", "synthetic-climate", "--samples", "6", "--out", str(nc), env=env)
+    assert gen.returncode == 0, gen.stderr
+    pre = _run(venv, "preprocess", str(nc), str(store), "--json", env=env)
+    assert pre.returncode == 0, pre.stderr
+    doc = json.loads(pre.stdout)
+    assert doc["out"] == str(store) and doc["backend"] == "rust"  # the abi3 extension ran
+    shapes = {v["name"]: v["shape"] for v in doc["variables"]}
+    assert shapes["ts"] == [6, 16, 32]
+    assert (store / "stats.json").is_file() and (store / "ta").is_dir()
