@@ -15,6 +15,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Ctrl-C works in the tests however pytest was started. A shell starts a background job
+    (`cmd &` without job control, nohup, some CI runners) with SIGINT ignored, which Python and
+    every child process then inherit: the Ctrl-C tests would test nothing. Python's own handler
+    is installed instead; children get the default action back at exec."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 

@@ -222,7 +222,11 @@ def read_table(path: str | Path) -> Any:
     """
     from astropy.table import QTable
 
-    return QTable.read(Path(path))
+    p = Path(path)
+    # An explicit format: astropy's format guessing loads pyarrow's S3 filesystem module, whose
+    # unfinalised threads can abort the interpreter at exit (seen with astropy 8 + pyarrow 26).
+    fmt = {".parquet": "parquet", ".ecsv": "ascii.ecsv"}.get(p.suffix.lower())
+    return QTable.read(p, format=fmt) if fmt else QTable.read(p)
 
 
 # -- training ------------------------------------------------------------------------------------

@@ -52,6 +52,12 @@ class Nodes:
         ]  # fmt: skip
 
 
+def local_world_size(default: int) -> int:
+    """The training processes on this node: torchrun's LOCAL_WORLD_SIZE (set on every node of
+    a multi-node run), else `default` (one node: all of them)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", default))
+
+
 def check_nodes(
     nnodes: int | None,
     node_rank: int | None,

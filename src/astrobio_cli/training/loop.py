@@ -32,6 +32,7 @@ from astrobio_cli.errors import UsageError, UserError
 from astrobio_cli.training import checkpoint as ckpt
 from astrobio_cli.training.config import SMOKE_STEPS, TrainConfig
 from astrobio_cli.training.data import BatchOrder
+from astrobio_cli.training.launch import local_world_size
 from astrobio_cli.training.optim import build_optimizer, build_scheduler
 from astrobio_cli.training.plugin import Datasets, check_plugin
 from astrobio_cli.training.rundir import MetricsLog, write_config, write_run_card
@@ -103,9 +104,8 @@ def train(
             "--strategy fsdp shards the model over processes: on the CPU use --cpu --procs N "
             "with N >= 2"
         )
-    # the processes on this node (torchrun's LOCAL_WORLD_SIZE), not the whole multi-node run
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes))
-    _set_threads(local if acc.device.type == "cpu" else 1)
+    # the processes on this node, not the whole multi-node run
+    _set_threads(local_world_size(acc.num_processes) if acc.device.type == "cpu" else 1)
 
     set_seed(cfg.seed)  # same seed on every rank: identical data split and initial weights
     datasets: Datasets = plugin.make_datasets(
