@@ -4,8 +4,6 @@ Commands are thin: they parse arguments, call one library function and render it
 Importing this package never imports torch, triton, transformers or the native module.
 """
 
-from __future__ import annotations
-
 import contextlib
 import importlib
 import os

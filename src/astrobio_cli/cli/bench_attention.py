@@ -1,7 +1,5 @@
 """`astrobio bench attention`: every attention backend, its error and its timings, in one table."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -7,8 +7,6 @@ into a second one: the memory-copy bandwidth, the ceiling for a one-pass operati
 and writes the array. GB/s is always the input's bytes over the time.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import platform

@@ -1,7 +1,5 @@
 """`astrobio preprocess IN OUT`: a NetCDF/Zarr datacube into normalised tensors in Zarr."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`astrobio train MODEL` and `astrobio eval MODEL`: thin commands over astrobio_cli.training."""
 
-from __future__ import annotations
-
 import json
 import os
 from enum import StrEnum

@@ -11,8 +11,6 @@ Rules a plugin follows:
 - `check` is cheap and says why the thing cannot run here.
 """
 
-from __future__ import annotations
-
 import typer
 
 from astrobio_cli.hardware import need_module

@@ -4,8 +4,6 @@
 standard library at the top; pyarrow and the table only inside the function.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`astrobio fetch ensembl`: the command's options (light: httpx/pyarrow load on run)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`astrobio fetch mast-lightcurve` and `mast-jwst-spectrum` (light: astropy/httpx load on run)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`astrobio fetch ncbi`: the command's options (light: httpx/Biopython load on run)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 

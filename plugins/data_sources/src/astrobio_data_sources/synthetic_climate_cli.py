@@ -1,7 +1,5 @@
 """`astrobio fetch synthetic-climate`: the command's options (light: numpy/xarray load on run)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
